@@ -1,0 +1,1 @@
+"""cgd-harness: declarative Critique-Guided Distillation experiments."""

@@ -1,0 +1,200 @@
+"""The `cgd` command: validate, plan, run, status, inspect, report.
+
+Exit codes: 0 done, 1 a stage failed (its log tail is shown), 2 bad input. Tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from harness.errors import HarnessError, RecipeError
+from harness.paths import default_runs_dir
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Critique-Guided Distillation experiments from YAML recipes.")
+
+RunsDir = Annotated[Path | None, typer.Option("--runs-dir", help="Where runs and the shared stage store live.")]
+Sets = Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: a.b=value (repeatable).")]
+
+
+def _console(json_mode: bool = False) -> Console:
+    # With --json, stdout carries only the JSON object; progress and tables go to stderr.
+    return Console(stderr=json_mode, highlight=False)
+
+
+def _fail(message: str, code: int) -> None:
+    Console(stderr=True, highlight=False).print(message, markup=False)
+    raise typer.Exit(code)
+
+
+def _load(recipe: Path, overrides: list[str] | None):
+    from harness.recipe import load_recipes
+
+    return load_recipes(recipe, overrides or [])
+
+
+@app.command()
+def validate(files: Annotated[list[Path], typer.Argument(help="Recipe files.")]) -> None:
+    """Check recipes: exit 0, or 2 with FILE:LINE:COL: message per problem. Writes nothing."""
+    from harness.recipe import load_recipes
+
+    problems: list[str] = []
+    for path in files:
+        try:
+            members = load_recipes(path)
+        except RecipeError as exc:
+            problems += [str(p) for p in exc.problems]
+            continue
+        suffix = f" ({len(members)} matrix members)" if len(members) > 1 else ""
+        Console(highlight=False).print(f"{path}: ok{suffix}")
+    if problems:
+        _fail("\n".join(problems), 2)
+
+
+@app.command()
+def plan(recipe: Path, set_: Sets = None, runs_dir: RunsDir = None,
+         as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show the stages, which are cached and which will run, request counts and the estimated teacher cost."""
+    from harness.estimate import plan_rows, render_plan
+    from harness.pipeline import Pipeline
+    from harness.store import RunStore
+
+    console = _console(as_json)
+    recipes = _load(recipe, set_)
+    pipe = Pipeline(recipes, RunStore(runs_dir or default_runs_dir()), console)
+    rows = plan_rows(pipe)
+    if as_json:
+        print(json.dumps({"stages": rows, "estimated_cost_usd": round(sum(r["est_cost_usd"] or 0 for r in rows), 4)}))
+    else:
+        render_plan(console, rows)
+
+
+@app.command()
+def run(recipe: Path, until: Annotated[str | None, typer.Option(help="Stop after this stage kind.")] = None,
+        set_: Sets = None, runs_dir: RunsDir = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary last.")] = False) -> None:
+    """Run what is not done yet, then print the comparison table."""
+    from harness.pipeline import KINDS, Pipeline, run_lock
+    from harness.stages.report import build_table, to_markdown, to_rich
+    from harness.store import RunStore
+
+    if until is not None and until not in KINDS:
+        _fail(f"--until: unknown stage '{until}'; available: {', '.join(KINDS)}", 2)
+    console = _console(as_json)
+    recipes = _load(recipe, set_)
+    store = RunStore(runs_dir or default_runs_dir())
+    try:
+        with run_lock(store, recipes):
+            summaries = Pipeline(recipes, store, console).run(until=None if until == "report" else until)
+    finally:
+        store.close()
+    for summary in summaries:
+        if summary["results"]:
+            from harness.stages.report import load_results
+
+            table = build_table(load_results([Path(summary["run_dir"])]), summary["recipe"])
+            console.print(to_rich(table))
+            report_path = Path(summary["run_dir"]) / "report.md"
+            report_path.write_text(to_markdown(table))
+            summary["report"] = str(report_path)
+            console.print(f"report: {report_path}")
+    if as_json:
+        print(json.dumps(summaries[0] if len(summaries) == 1 else {"runs": summaries}, indent=2))
+
+
+@app.command()
+def status(target: Annotated[Path, typer.Argument(help="A run folder or a recipe file.")], runs_dir: RunsDir = None,
+           set_: Sets = None) -> None:
+    """Which stages of a run are done, cached or missing."""
+    from rich.table import Table
+
+    console = _console()
+    if target.suffix in (".yaml", ".yml"):
+        from harness.estimate import plan_rows, render_plan
+        from harness.pipeline import Pipeline
+        from harness.store import RunStore
+
+        render_plan(console, plan_rows(Pipeline(_load(target, set_), RunStore(runs_dir or default_runs_dir()), console)))
+        return
+    run_json = target / "run.json"
+    if not run_json.exists():
+        _fail(f"{target}: no run.json here (not a run folder)", 2)
+    info = json.loads(run_json.read_text())
+    table = Table(title=f"{info['recipe']} (updated {info.get('updated')})")
+    for col in ("stage", "status", "records", "cost $", "path"):
+        table.add_column(col)
+    for name, st in info["stages"].items():
+        table.add_row(name, st["status"], str(st["records"]), f"{st['cost_usd'] or 0:.4f}", st["path"])
+    console.print(table)
+
+
+@app.command()
+def inspect(run_dir: Path, variant: Annotated[str, typer.Option(help="Which dataset.")],
+            n: Annotated[int, typer.Option("-n", help="How many examples.")] = 2) -> None:
+    """Show N exported examples tokenized by Axolotl with the student's tokenizer; trained tokens highlighted."""
+    from harness.inspect import inspect_dataset
+
+    inspect_dataset(run_dir, variant, n, _console())
+
+
+@app.command()
+def report(run_dirs: Annotated[list[Path], typer.Argument(help="Run folders.")],
+           fmt: Annotated[str, typer.Option("--format", help="md, csv or json; terminal table if omitted.")] = "",
+           output: Annotated[Path | None, typer.Option("-o", help="Write to this file.")] = None) -> None:
+    """The comparison table of one or more runs."""
+    from harness.stages.report import RENDERERS, build_table, load_results, to_rich
+
+    rows = load_results(run_dirs)
+    if not rows:
+        _fail(f"no results.jsonl in {', '.join(map(str, run_dirs))} (has `cgd run` reached evaluate?)", 2)
+    table = build_table(rows, ", ".join(d.name for d in run_dirs))
+    if not fmt:
+        _console().print(to_rich(table))
+        return
+    if fmt not in RENDERERS:
+        _fail(f"--format: unknown format '{fmt}'; available: {', '.join(RENDERERS)}", 2)
+    text = RENDERERS[fmt](table)
+    if output:
+        output.write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+def main() -> None:
+    from harness.stages.base import StageFailed
+
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except RecipeError as exc:
+        _fail_plain(str(exc), 2)
+    except HarnessError as exc:
+        _fail_plain(f"error: {exc}", 2)
+    except StageFailed as exc:
+        tail = f"\n--- log tail ---\n{exc.log_tail}" if exc.log_tail else ""
+        _fail_plain(f"{exc}{tail}", 1)
+    except KeyboardInterrupt:
+        _fail_plain("interrupted; finished work is kept and a re-run resumes", 130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise
+
+
+def _fail_plain(message: str, code: int) -> None:
+    print(message, file=sys.stderr)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""Build the stage graph for a recipe (or a matrix of them), skip what is done, run the rest.
+
+A stage's fingerprint hashes its kind and version, the recipe fields it reads (`params`) and its inputs'
+fingerprints, so recipes that share a prefix of work share the stage folders: a matrix over the critique
+specificity probes, critiques and refines once and exports one dataset per member.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from rich.console import Console
+
+from harness.errors import HarnessError
+from harness.evaluation import load_suite
+from harness.paths import PROJECT_ROOT
+from harness.prompts import load_style
+from harness.recipe import Recipe, recipe_to_dict
+from harness.stages import STAGES
+from harness.stages.base import StageContext, StageFailed, StageInput
+from harness.store import RunStore, StageDir, atomic_write_json, file_lock, fingerprint
+
+KINDS = ("data", "student", "probe", "critique", "refine", "answer", "export", "train", "evaluate", "report")
+TEACHER_KINDS = ("critique", "refine", "answer")
+# The tiny student warms up on its own split, so its drafts on the training prompts are not memorized answers.
+TINY_WARMUP_DATA = PROJECT_ROOT / "data" / "tiny" / "warmup.jsonl"
+
+
+@dataclass
+class PlannedStage:
+    name: str
+    kind: str
+    params: dict[str, Any]
+    runtime: dict[str, Any]
+    inputs: dict[str, str]  # input key -> upstream stage name (in the same recipe graph)
+    fingerprint: str
+    dir: StageDir
+    recipe: Recipe
+
+    @property
+    def module(self) -> ModuleType:
+        return STAGES[self.kind]
+
+
+@dataclass
+class RecipeGraph:
+    recipe: Recipe
+    stages: dict[str, PlannedStage] = field(default_factory=dict)
+
+    def add(self, store: RunStore, name: str, kind: str, params: dict[str, Any], inputs: dict[str, str] | None = None,
+            runtime: dict[str, Any] | None = None) -> PlannedStage:
+        inputs = inputs or {}
+        fp = fingerprint(kind, STAGES[kind].VERSION, params, {k: self.stages[v].fingerprint for k, v in inputs.items()})
+        stage = PlannedStage(name, kind, params, runtime or {}, inputs, fp, store.stage(kind, fp), self.recipe)
+        self.stages[name] = stage
+        return stage
+
+
+def resolve_data_path(recipe: Recipe) -> Path:
+    """Absolute as given; else relative to the working folder, the recipe's folder or the project root."""
+    raw = Path(recipe.data.path)
+    if raw.is_absolute():
+        return raw
+    recipe_dir = Path(recipe.source_path).parent if recipe.source_path else Path.cwd()
+    for base in (Path.cwd(), recipe_dir, PROJECT_ROOT):
+        if (base / raw).is_file():
+            return (base / raw).resolve()
+    raise HarnessError(f"{recipe.source_path or 'recipe'}: data.path '{raw}' not found (looked in the working "
+                       f"folder, the recipe's folder and {PROJECT_ROOT})")
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _model_identity(model: str) -> dict[str, Any]:
+    """A local model folder is identified by its files' names, sizes and times (hashing GBs of weights is slow)."""
+    path = Path(model)
+    if not path.is_dir():
+        return {"model": model}
+    files = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in path.iterdir() if p.is_file())
+    return {"model": str(path.resolve()), "files": files}
+
+
+def _style_params(name: str) -> dict[str, Any]:
+    return {"name": name, "spec": load_style(name).spec}
+
+
+def build_graph(recipe: Recipe, store: RunStore) -> RecipeGraph:
+    g = RecipeGraph(recipe)
+    variants = set(recipe.variants)
+    data_path = resolve_data_path(recipe)
+    d = recipe.data
+    g.add(store, "data", "data", {"path": str(data_path), "sha256": _file_hash(data_path), "prompt_field": d.prompt_field,
+                                  "answer_field": d.answer_field, "id_field": d.id_field, "limit": d.limit})
+    s = recipe.student
+    if s.model == "tiny":
+        warmup = TINY_WARMUP_DATA
+        student_params = {"model": "tiny", "tiny": (s.tiny or _default_tiny()).model_dump(), "seed": recipe.seed,
+                          "styles": sorted({recipe.critique.style, "generic"}), "train_path": str(warmup),
+                          "train_sha256": _file_hash(warmup)}
+    else:
+        student_params = _model_identity(s.model)
+    g.add(store, "student", "student", student_params)
+
+    style = _style_params(recipe.critique.style)
+    teacher = _teacher_params(recipe)
+    if variants & {"cft", "cgd"}:
+        g.add(store, "probe", "probe", {"backend": s.backend, "generation": s.generation.model_dump()},
+              {"data": "data", "student": "student"}, {"batch_size": s.batch_size})
+        g.add(store, "critique", "critique", {"style": style, "teacher": teacher}, {"probe": "probe"})
+    if "cgd" in variants:
+        g.add(store, "refine", "refine", {"style": style, "teacher": teacher}, {"critique": "critique"})
+    if "distilled_sft" in variants:
+        g.add(store, "answer", "answer", {"style": style, "teacher": teacher}, {"data": "data"})
+
+    from harness.stages.export import SOURCE
+
+    suites = [load_suite(name) for name in recipe.eval.suites]
+    eval_params = {"suites": suites, "limit": recipe.eval.limit}
+    eval_runtime = {"batch_size": recipe.eval.batch_size}
+    g.add(store, "evaluate:base", "evaluate", {**eval_params, "variant": "base", "seed": None, "label": "base"},
+          {"model": "student"}, eval_runtime)
+    for variant in recipe.variants:
+        if variant == "base":
+            continue
+        export_params = {"variant": variant, "style": style, "keep_unverified": recipe.critique.keep_unverified}
+        if variant == "cgd":
+            export_params |= {"specificity": recipe.critique.specificity, "seed": recipe.seed}
+        g.add(store, f"export:{variant}", "export", export_params, {SOURCE[variant]: SOURCE[variant], "student": "student"})
+        for seed in recipe.train_seeds:
+            train_name = f"train:{variant}:{seed}"
+            g.add(store, train_name, "train", {"train": recipe.train.model_dump(mode="json"), "seed": seed},
+                  {f"export:{variant}": f"export:{variant}", "student": "student"})
+            g.add(store, f"evaluate:{variant}:{seed}", "evaluate",
+                  {**eval_params, "variant": variant, "seed": seed, "label": f"{variant} (seed {seed})"},
+                  {"model": train_name}, eval_runtime)
+    return g
+
+
+def _default_tiny():
+    from harness.recipe.schema import TinyStudentSpec
+
+    return TinyStudentSpec()
+
+
+def _teacher_params(recipe: Recipe) -> dict[str, Any]:
+    from harness.stages.teacher import teacher_params
+
+    return teacher_params(recipe)
+
+
+def kind_included(kind: str, until: str | None) -> bool:
+    return until is None or KINDS.index(kind) <= KINDS.index(until)
+
+
+@dataclass
+class StageResult:
+    name: str
+    kind: str
+    status: str  # cached | done | skipped
+    path: str
+    records: int
+    cost_usd: float
+    info: dict[str, Any]
+
+
+class Pipeline:
+    def __init__(self, recipes: list[Recipe], store: RunStore, console: Console) -> None:
+        self.recipes = recipes
+        self.store = store
+        self.console = console
+        self.graphs = [build_graph(r, store) for r in recipes]
+        self._outputs: dict[str, StageInput] = {}  # by fingerprint
+
+    def unique_stages(self, until: str | None = None) -> list[PlannedStage]:
+        seen: dict[str, PlannedStage] = {}
+        for graph in self.graphs:
+            for stage in graph.stages.values():
+                if kind_included(stage.kind, until):
+                    seen.setdefault(stage.fingerprint, stage)
+        return list(seen.values())
+
+    def run(self, until: str | None = None) -> list[dict[str, Any]]:
+        """Run every recipe's missing stages; return one summary per recipe (what `cgd run --json` prints)."""
+        results: dict[str, StageResult] = {}
+        for stage in self.unique_stages(until):
+            results[stage.fingerprint] = self._run_stage(stage, results)
+        summaries = []
+        for graph in self.graphs:
+            summaries.append(self._summarize(graph, results, until))
+        return summaries
+
+    def _load_inputs(self, stage: PlannedStage, graph_stages: dict[str, PlannedStage]) -> dict[str, StageInput]:
+        inputs = {}
+        for key, upstream_name in stage.inputs.items():
+            upstream = graph_stages[upstream_name]
+            if upstream.fingerprint not in self._outputs:
+                d = upstream.dir
+                self._outputs[upstream.fingerprint] = StageInput(upstream.name, d.read_records(), d.manifest().get("info", {}))
+            inputs[key] = self._outputs[upstream.fingerprint]
+        return inputs
+
+    def _graph_of(self, stage: PlannedStage) -> dict[str, PlannedStage]:
+        return next(g.stages for g in self.graphs if g.recipe is stage.recipe)
+
+    def _run_stage(self, stage: PlannedStage, results: dict[str, StageResult]) -> StageResult:
+        d = stage.dir
+        if d.is_done():
+            manifest = d.manifest()
+            self.console.print(f"[green]✓[/green] {stage.name:<22} cached   {d.path}")
+            return StageResult(stage.name, stage.kind, "cached", str(d.path), manifest.get("records", 0),
+                               manifest.get("info", {}).get("cost_usd", 0.0), manifest.get("info", {}))
+        inputs = self._load_inputs(stage, self._graph_of(stage))
+        self.console.print(f"[bold cyan]▶[/bold cyan] {stage.name:<22} running  {d.path}")
+        d.path.mkdir(parents=True, exist_ok=True)
+        start = time.monotonic()
+        with d.lock():
+            ctx = StageContext(stage.name, stage.params, stage.runtime, d, self.store, self.console, stage.recipe)
+            try:
+                out = stage.module.run(ctx, inputs)
+            except StageFailed:
+                raise
+            except HarnessError:
+                raise
+            except Exception as exc:  # a bug or an environment problem: fail this stage, keep finished work
+                import traceback
+
+                log = d.path / "error.log"
+                log.write_text(traceback.format_exc())
+                raise StageFailed(stage.name, f"{type(exc).__name__}: {exc}", traceback.format_exc()[-3000:]) from exc
+            info = {**out.info, "seconds": round(time.monotonic() - start, 2)}
+            d.finish(out.records, {"info": info, "params_fingerprint": stage.fingerprint})
+        self._outputs[stage.fingerprint] = StageInput(stage.name, out.records, info)
+        self.console.print(f"[green]✓[/green] {stage.name:<22} done     {len(out.records)} records, {info['seconds']}s")
+        return StageResult(stage.name, stage.kind, "done", str(d.path), len(out.records), info.get("cost_usd", 0.0), info)
+
+    def _summarize(self, graph: RecipeGraph, results: dict[str, StageResult], until: str | None) -> dict[str, Any]:
+        run_dir = self.store.run_dir(graph.recipe.name)
+        stages, datasets, models, result_rows = {}, {}, {}, []
+        for name, stage in graph.stages.items():
+            res = results.get(stage.fingerprint)
+            if res is None:
+                stages[name] = {"status": "skipped", "path": str(stage.dir.path), "records": 0, "cost_usd": 0.0}
+                continue
+            stages[name] = {"status": res.status, "path": res.path, "records": res.records, "cost_usd": res.cost_usd}
+            if stage.kind == "export":
+                datasets[stage.params["variant"]] = res.info["dataset"]
+            elif stage.kind == "train":
+                models[name.removeprefix("train:").replace(":", "@seed")] = res.info["model_path"]
+            elif stage.kind == "student":
+                models["base"] = res.info["model_path"]
+            elif stage.kind == "evaluate":
+                result_rows += stage.dir.read_records()
+        summary: dict[str, Any] = {"recipe": graph.recipe.name, "run_dir": str(run_dir), "stages": stages,
+                                   "datasets": datasets, "models": models, "results": None,
+                                   "cost_usd": round(sum(s["cost_usd"] or 0 for s in stages.values()), 6)}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if result_rows:
+            from harness.store import write_jsonl
+
+            results_path = run_dir / "results.jsonl"
+            write_jsonl(results_path, result_rows)
+            summary["results"] = str(results_path)
+        atomic_write_json(run_dir / "run.json", {**summary, "recipe_config": recipe_to_dict(graph.recipe),
+                                                 "until": until, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        return summary
+
+
+def run_lock(store: RunStore, recipes: list[Recipe]):
+    """One lock per recipe run dir (two runs of one recipe cannot collide); for a matrix, the base name's."""
+    name = recipes[0].name.split("__")[0]
+    return file_lock(store.root / ".locks" / f"{name}.lock", f"run '{name}'")

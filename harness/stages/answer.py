@@ -1,0 +1,25 @@
+"""The teacher answers the plain prompt (the target of distilled SFT)."""
+
+from __future__ import annotations
+
+from harness.prompts import load_style
+from harness.stages.base import StageContext, StageFailed, StageInput, StageOutput
+from harness.stages.generation import run_generation
+from harness.stages.refine import verified_answer
+from harness.stages.teacher import chat, teacher_job
+
+KIND = "answer"
+VERSION = 1
+READS = ("prompt", "reference")
+WRITES = ("teacher_answer", "teacher_answer_correct")
+
+
+def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
+    style = load_style(ctx.params["style"])
+    generation = ctx.params["teacher"]["generation"]
+    job = teacher_job(ctx.recipe, lambda rec: chat(style.answer_messages(rec["prompt"]), generation),
+                      verified_answer("teacher_answer"))
+    out, stats = run_generation(ctx, inputs["data"].records, job, "answer (teacher)")
+    if stats.get("unsent"):
+        raise StageFailed(ctx.name, f"teacher.budget_usd reached with {stats['unsent']} requests unsent")
+    return StageOutput(records=out, info=stats)

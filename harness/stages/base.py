@@ -1,0 +1,60 @@
+"""What every stage gets and gives.
+
+A stage module exposes `KIND`, `VERSION`, `READS`/`WRITES` (the record columns it reads and adds) and
+`run(ctx, inputs) -> StageOutput`. Everything a stage's output depends on is in `ctx.params` (hashed into the
+fingerprint); `ctx.runtime` holds settings that change speed, not results (concurrency, batch sizes, budgets).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from harness.store import RunStore, StageDir
+
+Record = dict[str, Any]
+
+
+@dataclass
+class StageOutput:
+    records: list[Record] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. path of a dataset or model, cost, counts
+
+
+@dataclass
+class StageInput:
+    """An upstream stage's finished output."""
+
+    name: str
+    records: list[Record]
+    info: dict[str, Any]
+
+
+@dataclass
+class StageContext:
+    name: str
+    params: dict[str, Any]
+    runtime: dict[str, Any]
+    stage_dir: StageDir
+    store: RunStore
+    console: Console
+    recipe: Any  # the Recipe, for connection settings that are not part of the fingerprint
+
+    @property
+    def path(self) -> Path:
+        return self.stage_dir.path
+
+    def log(self, message: str) -> None:
+        self.console.print(f"  [dim]{self.name}:[/dim] {message}")
+
+
+class StageFailed(Exception):
+    """A stage could not finish; the CLI shows the message and the log tail and exits 1."""
+
+    def __init__(self, stage: str, message: str, log_tail: str = "") -> None:
+        super().__init__(f"stage {stage} failed: {message}")
+        self.stage = stage
+        self.log_tail = log_tail

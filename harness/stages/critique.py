@@ -1,0 +1,41 @@
+"""The teacher critiques each (prompt, draft) and ends with a verdict line ("Conclusion: right|wrong")."""
+
+from __future__ import annotations
+
+from harness.grading import verdict_of
+from harness.prompts import load_style
+from harness.stages.base import Record, StageContext, StageFailed, StageInput, StageOutput
+from harness.stages.generation import Malformed, run_generation
+from harness.stages.teacher import chat, teacher_job
+
+KIND = "critique"
+VERSION = 1
+READS = ("prompt", "draft")
+WRITES = ("critique", "verdict")
+
+
+def _parse(rec: Record, result) -> dict:
+    text = result.text.strip()
+    verdict = verdict_of(text)
+    if verdict is None:
+        cut = " (cut off at max_tokens)" if result.finish_reasons[:1] == ["length"] else ""
+        raise Malformed(f"no 'Conclusion: right|wrong' line{cut}")
+    return {"critique": text, "verdict": verdict}
+
+
+def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
+    style = load_style(ctx.params["style"])
+    drafts = [r for r in inputs["probe"].records if r.get("status") == "ok"]
+    if style.fixed_critiques:
+        # A boilerplate style: no teacher call, the same kind of text for every problem (no verdict to parse).
+        fixed = style.fixed_critiques
+        out = [{**r, "critique": fixed[i % len(fixed)], "verdict": None, "status": "ok"} for i, r in enumerate(drafts)]
+        return StageOutput(records=out, info={"requests": 0, "ok": len(out), "failed": 0, "cost_usd": 0.0})
+    generation = ctx.params["teacher"]["generation"]
+    job = teacher_job(ctx.recipe, lambda rec: chat(style.critique_messages(rec["prompt"], rec["draft"]), generation),
+                      _parse)
+    out, stats = run_generation(ctx, drafts, job, "critique (teacher)")
+    if stats.get("unsent"):
+        raise StageFailed(ctx.name, f"teacher.budget_usd reached with {stats['unsent']} requests unsent; finished work "
+                                    "is kept: raise the budget and run again to continue")
+    return StageOutput(records=out, info=stats)

@@ -1,0 +1,108 @@
+"""Write one Axolotl chat-format dataset per variant, then prove the masking with Axolotl's own preprocessing.
+
+Row: {"id", "messages": [system?, user, assistant]}, each message with a `training` flag; only the final
+assistant turn (the target) is trained.
+  sft            plain prompt -> the dataset's reference answer
+  distilled_sft  plain prompt -> the teacher's answer
+  cft            prompt + draft -> the teacher's critique
+  cgd            prompt + draft + critique (per critique.specificity) -> the refined answer
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from harness.prompts import PromptStyle, load_style
+from harness.stages.base import Record, StageContext, StageFailed, StageInput, StageOutput
+from harness.store import write_jsonl
+
+KIND = "export"
+VERSION = 1
+SOURCE = {"sft": "data", "distilled_sft": "answer", "cft": "critique", "cgd": "refine"}
+MASK_CHECK_EXAMPLES = 8
+
+
+def derangement(n: int, seed: int) -> list[int]:
+    """A seeded permutation with no fixed points (Sattolo's algorithm: one cycle through every index)."""
+    order = list(range(n))
+    rng = random.Random(seed)
+    for i in range(n - 1, 0, -1):
+        j = rng.randrange(i)
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+def _row(rid: str, messages: list[dict[str, str]], target: str) -> dict[str, Any]:
+    msgs = [{**m, "training": False} for m in messages]
+    msgs.append({"role": "assistant", "content": target, "training": True})
+    return {"id": rid, "messages": msgs}
+
+
+def _verified(rec: Record, field: str, policy: str) -> bool:
+    return policy != "drop" or rec.get(f"{field}_correct") is not False
+
+
+def build_rows(variant: str, records: list[Record], style: PromptStyle, params: dict[str, Any]) -> list[dict]:
+    ok = [r for r in records if r.get("status", "ok") == "ok"]
+    policy = params["keep_unverified"]
+    if variant == "sft":
+        return [_row(r["id"], style.train_messages("plain", prompt=r["prompt"]), r["reference"])
+                for r in ok if r.get("reference")]
+    if variant == "distilled_sft":
+        return [_row(r["id"], style.train_messages("plain", prompt=r["prompt"]), r["teacher_answer"])
+                for r in ok if _verified(r, "teacher_answer", policy)]
+    if variant == "cft":
+        return [_row(r["id"], style.train_messages("cft", prompt=r["prompt"], draft=r["draft"]), r["critique"])
+                for r in ok]
+    if variant == "cgd":
+        return _cgd_rows([r for r in ok if _verified(r, "refined", policy)], style, params)
+    raise ValueError(f"no dataset for variant '{variant}'")
+
+
+def _cgd_rows(records: list[Record], style: PromptStyle, params: dict[str, Any]) -> list[dict]:
+    specificity = params["specificity"]
+    if specificity == "none":
+        return [_row(r["id"], style.train_messages("cgd_no_critique", prompt=r["prompt"], draft=r["draft"]),
+                     r["refined"]) for r in records]
+    if specificity == "specific":
+        critiques = [r["critique"] for r in records]
+    elif specificity == "irrelevant":
+        # A real critique, but of a different problem; the target stays the refinement of this one.
+        critiques = [records[j]["critique"] for j in derangement(len(records), params["seed"])]
+    else:  # generic: boilerplate not tied to the problem
+        boiler = load_style("generic").fixed_critiques
+        rng = random.Random(params["seed"])
+        critiques = [rng.choice(boiler) for _ in records]
+    return [_row(r["id"], style.train_messages("cgd", prompt=r["prompt"], draft=r["draft"], critique=c), r["refined"])
+            for r, c in zip(records, critiques, strict=True)]
+
+
+def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
+    variant = ctx.params["variant"]
+    style = load_style(ctx.params["style"])
+    rows = build_rows(variant, inputs[SOURCE[variant]].records, style, ctx.params)
+    if not rows:
+        raise StageFailed(ctx.name, f"no usable records for the {variant} dataset")
+    path = ctx.path / "dataset.jsonl"
+    write_jsonl(path, rows)
+    check = check_masking(ctx, path, inputs["student"].info["model_path"])
+    ctx.log(f"{variant}: {len(rows)} examples; masking verified on {check['examples']} by Axolotl's preprocessing")
+    return StageOutput(info={"dataset": str(path), "examples": len(rows), "mask_check": check})
+
+
+def check_masking(ctx: StageContext, dataset: Path, model_path: str) -> dict[str, Any]:
+    """Tokenize samples through Axolotl with the student's tokenizer; fail unless only the target is trained."""
+    from harness.axolotl.config import render_axolotl_config
+    from harness.axolotl.masking import MaskingError, check_trained_spans
+
+    cfg = render_axolotl_config(ctx.recipe.train, base_model=model_path, dataset_path=dataset,
+                                output_dir=ctx.path / "mask-check-out", prepared_dir=ctx.path / "mask-check-prepared",
+                                seed=ctx.recipe.seed, on_gpu=False)
+    report = check_trained_spans(cfg, n=MASK_CHECK_EXAMPLES)
+    try:
+        report.raise_for_problems()
+    except MaskingError as exc:
+        raise StageFailed(ctx.name, f"trained tokens are not exactly the target:\n{exc}") from None
+    return {"examples": len(report.entries), "ok": True}

@@ -1,0 +1,30 @@
+"""The student answers each prompt alone: the draft y'."""
+
+from __future__ import annotations
+
+from harness.llm import make_backend
+from harness.pricing import FREE
+from harness.stages.base import StageContext, StageFailed, StageInput, StageOutput
+from harness.stages.generation import GenerationJob, run_generation
+from harness.stages.teacher import chat
+
+KIND = "probe"
+VERSION = 1
+READS = ("id", "prompt")
+WRITES = ("draft", "drafts")
+
+
+def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
+    records = inputs["data"].records
+    model_path = inputs["student"].info["model_path"]
+    spec = ctx.recipe.student
+    generation = ctx.params["generation"]
+    job = GenerationJob(
+        backend=make_backend(ctx.params["backend"], spec, model_path), backend_name=ctx.params["backend"],
+        price=FREE, build=lambda rec: chat([{"role": "user", "content": rec["prompt"]}], generation),
+        parse=lambda rec, result: {"draft": result.text, "drafts": result.texts}, max_malformed_retries=0,
+    )
+    out, stats = run_generation(ctx, records, job, "probe (student drafts)")
+    if stats["ok"] == 0:
+        raise StageFailed(ctx.name, f"no draft could be generated: {stats['failures'][:3]}")
+    return StageOutput(records=out, info=stats)

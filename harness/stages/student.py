@@ -1,0 +1,35 @@
+"""Resolve the student model: build the tiny one locally, or point at a local folder or a served model name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.stages.base import StageContext, StageInput, StageOutput
+
+KIND = "student"
+VERSION = 1
+READS: tuple[str, ...] = ()
+WRITES: tuple[str, ...] = ()
+
+
+def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
+    p = ctx.params
+    if p["model"] != "tiny":
+        return StageOutput(info={"model_path": p["model"], "built": False})
+    from harness.prompts import load_style
+    from harness.store import read_jsonl
+    from harness.tiny.student import build_tiny_student
+
+    out = ctx.path / "model"
+    if not (out / "config.json").exists():
+        tiny = p["tiny"]
+        ctx.log(f"building the tiny student ({tiny['warmup_steps']} warm-up steps)")
+        corpus = []
+        for style in p["styles"]:
+            corpus += load_style(style).corpus()
+        stats = build_tiny_student(out, train_rows=read_jsonl(Path(p["train_path"])), extra_corpus=corpus,
+                                   warmup_steps=tiny["warmup_steps"], hidden_size=tiny["hidden_size"],
+                                   num_layers=tiny["num_layers"], seed=p["seed"],
+                                   num_threads=ctx.runtime.get("threads"))
+        ctx.log(f"built: {stats}")
+    return StageOutput(info={"model_path": str(out), "built": True})

@@ -1,0 +1,250 @@
+"""The run store: content-addressed stage outputs, append-only journals, a request cache, and locks.
+
+Layout under RUNS_DIR:
+    stages/<stage>-<fingerprint[:16]>/   one folder per distinct stage computation, shared by every recipe
+        journal.jsonl                    finished records, appended and fsynced as they complete
+        records.jsonl                    the stage's output, written atomically once the stage is done
+        done.json                        manifest; its presence means the stage is complete
+    cache/requests.sqlite                every successful LLM response, keyed by what was sent
+    <recipe name>/run.json               which stages a recipe used, their status, datasets, models, results
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable hash of JSON-able parts (order of dict keys does not matter)."""
+    return hashlib.sha256(canonical_json(parts).encode()).hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file + rename so readers never see half a file, even after a kill."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    lines = [json.dumps(row, ensure_ascii=False) for row in rows]
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+class StageLocked(HarnessError):
+    """Another process holds the lock of a run or stage."""
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, what: str) -> Iterator[None]:
+    """An exclusive, non-blocking lock: a second run of the same thing fails at once instead of colliding."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise StageLocked(f"{what} is locked by {holder} ({path}); wait for it or stop it") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the flock; a killed process releases it too
+
+
+class Journal:
+    """Append-only JSONL: a record counts once its line is fsynced. A torn last line (kill mid-write) is ignored."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        rows = []
+        with self.path.open(encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break  # only the last line can be torn: everything before it was fsynced
+        return rows
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        with self._lock:
+            self._truncate_torn_tail()
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def _truncate_torn_tail(self) -> None:
+        if not self.path.exists():
+            return
+        with self.path.open("rb+") as handle:
+            content = handle.read()
+            if content and not content.endswith(b"\n"):
+                handle.truncate(content.rfind(b"\n") + 1)
+
+
+class StageDir:
+    """One stage computation's folder, named by its fingerprint."""
+
+    def __init__(self, path: Path, name: str, fp: str) -> None:
+        self.path = path
+        self.name = name
+        self.fingerprint = fp
+        self.journal = Journal(path / "journal.jsonl")
+
+    @property
+    def records_path(self) -> Path:
+        return self.path / "records.jsonl"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "done.json"
+
+    def is_done(self) -> bool:
+        return self.manifest_path.exists()
+
+    def manifest(self) -> dict[str, Any]:
+        return json.loads(self.manifest_path.read_text()) if self.is_done() else {}
+
+    def read_records(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.records_path) if self.records_path.exists() else []
+
+    def finish(self, records: list[dict[str, Any]], info: dict[str, Any]) -> dict[str, Any]:
+        """Write the output, then the manifest last: the manifest is the commit point."""
+        write_jsonl(self.records_path, records)
+        manifest = {"stage": self.name, "fingerprint": self.fingerprint, "records": len(records),
+                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
+        atomic_write_json(self.manifest_path, manifest)
+        return manifest
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        return file_lock(self.path / ".lock", f"stage {self.name}")
+
+
+class RequestCache:
+    """Successful LLM responses keyed by a hash of what was sent (back-end, model, messages, parameters).
+
+    Parsing is not part of the key, so a parser fix re-parses cached responses without paying again. Only
+    successes are stored. SQLite in WAL mode with synchronous=FULL: a committed row survives a kill.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, timeout=60)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, backend TEXT, model TEXT,"
+            " request TEXT, response TEXT, created REAL)"
+        )
+        self._db.commit()
+
+    @staticmethod
+    def key(backend: str, model: str, request: dict[str, Any]) -> str:
+        return fingerprint("llm-request/v1", backend, model, request)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, key: str, backend: str, model: str, request: dict[str, Any], response: dict[str, Any]) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
+                (key, backend, model, canonical_json(request), canonical_json(response), time.time()),
+            )
+            self._db.commit()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class RunStore:
+    def __init__(self, runs_dir: Path) -> None:
+        self.root = Path(runs_dir)
+        self._cache: RequestCache | None = None
+
+    def stage(self, name: str, fp: str) -> StageDir:
+        return StageDir(self.root / "stages" / f"{name}-{fp[:16]}", name, fp)
+
+    def run_dir(self, recipe_name: str) -> Path:
+        return self.root / recipe_name
+
+    def assets_dir(self) -> Path:
+        return self.root / "assets"
+
+    @property
+    def request_cache(self) -> RequestCache:
+        if self._cache is None:
+            self._cache = RequestCache(self.root / "cache" / "requests.sqlite")
+        return self._cache
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
