@@ -8,11 +8,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 VARIANTS = ("base", "sft", "distilled_sft", "cft", "cgd")
 Variant = Literal["base", "sft", "distilled_sft", "cft", "cgd"]
 Specificity = Literal["specific", "irrelevant", "generic", "none"]
+
+
+class CrossCheckError(ValueError):
+    """Problems that involve several fields, each as (dotted path, message), so the loader can locate each one."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{path}: {msg}" for path, msg in problems))
+        self.problems = problems
 
 
 class Strict(BaseModel):
@@ -176,6 +184,13 @@ class Recipe(Strict):
     matrix: dict[str, list[Any]] | None = None
     """Dotted key -> list of values; the recipe expands to their cartesian product."""
 
+    _source_path: str | None = PrivateAttr(default=None)
+
+    @property
+    def source_path(self) -> str | None:
+        """The recipe file this was loaded from (relative data paths resolve against its folder)."""
+        return self._source_path
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Recipe:
         problems: list[tuple[str, str]] = []
@@ -190,8 +205,7 @@ class Recipe(Strict):
         if self.seeds is not None and not self.seeds:
             problems.append(("seeds", "must not be empty"))
         if problems:
-            # One ValueError per problem would stop at the first; join them, each with its path.
-            raise ValueError("; ".join(f"{path}: {msg}" for path, msg in problems))
+            raise CrossCheckError(problems)
         return self
 
     @property
