@@ -29,7 +29,7 @@ def _console(json_mode: bool = False) -> Console:
 
 
 def _fail(message: str, code: int) -> None:
-    Console(stderr=True, highlight=False).print(message, markup=False)
+    print(message, file=sys.stderr)  # plain print: rich would wrap FILE:LINE:COL lines at the terminal width
     raise typer.Exit(code)
 
 
@@ -170,7 +170,9 @@ def main() -> None:
     from harness.stages.base import StageFailed
 
     try:
-        app(standalone_mode=False)
+        # In non-standalone mode click returns the code of a typer.Exit instead of raising it.
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except RecipeError as exc:

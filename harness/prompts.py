@@ -54,6 +54,11 @@ class PromptStyle:
     name: str
     spec: dict[str, Any]
 
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> PromptStyle:
+        """The style exactly as fingerprinted into a stage's params (`{"name", "spec"}`)."""
+        return cls(name=params["name"], spec=params["spec"])
+
     @property
     def fixed_critiques(self) -> list[str]:
         """Boilerplate critiques of a style whose critique step calls no teacher (empty if it calls one)."""

@@ -125,6 +125,7 @@ class Journal:
             return
         data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._truncate_torn_tail()
             with self.path.open("a", encoding="utf-8") as handle:
                 handle.write(data)

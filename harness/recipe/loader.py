@@ -133,10 +133,16 @@ def _set_path(data: dict[str, Any], keys: list[str], value: Any) -> None:
 class Locator:
     """Maps a dotted path of the merged recipe to the layer that set it (the top-most layer wins)."""
 
-    def __init__(self, layers: list[Source]) -> None:
+    def __init__(self, layers: list[Source], matrix_keys: list[str] | None = None) -> None:
         self.layers = layers
+        self.matrix_keys = matrix_keys or []
 
     def at(self, path: Path_, message: str, *, key: bool = False) -> Problem:
+        dotted = _dotted(path)
+        for mkey in self.matrix_keys:  # a value a matrix sets is located at its matrix entry
+            if dotted == mkey or dotted.startswith(mkey + "."):
+                path = ("matrix", mkey)
+                break
         for depth in range(len(path), 0, -1):
             for layer in reversed(self.layers):
                 if path[:depth] in layer.positions:
@@ -237,7 +243,8 @@ def load_recipes(path: Path | str, overrides: list[str] | None = None) -> list[R
             _set_path(merged, keys, value)
             positions[tuple(keys)] = (i, 1, i, len(".".join(keys)) + 2)
         layers.append(Source("--set", merged, positions))
-    locate = Locator(layers)
+    matrix = merged.get("matrix")
+    locate = Locator(layers, list(matrix) if isinstance(matrix, dict) else None)
     recipes, problems = [], []
     for member, name in expand_matrix(merged, locate):
         try:

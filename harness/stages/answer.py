@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.prompts import load_style
+from harness.prompts import PromptStyle
 from harness.stages.base import StageContext, StageFailed, StageInput, StageOutput
 from harness.stages.generation import run_generation
 from harness.stages.refine import verified_answer
@@ -15,7 +15,7 @@ WRITES = ("teacher_answer", "teacher_answer_correct")
 
 
 def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
-    style = load_style(ctx.params["style"])
+    style = PromptStyle.from_params(ctx.params["style"])
     generation = ctx.params["teacher"]["generation"]
     job = teacher_job(ctx.recipe, lambda rec: chat(style.answer_messages(rec["prompt"]), generation),
                       verified_answer("teacher_answer"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.grading import verdict_of
-from harness.prompts import load_style
+from harness.prompts import PromptStyle
 from harness.stages.base import Record, StageContext, StageFailed, StageInput, StageOutput
 from harness.stages.generation import Malformed, run_generation
 from harness.stages.teacher import chat, teacher_job
@@ -24,7 +24,7 @@ def _parse(rec: Record, result) -> dict:
 
 
 def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
-    style = load_style(ctx.params["style"])
+    style = PromptStyle.from_params(ctx.params["style"])
     drafts = [r for r in inputs["probe"].records if r.get("status") == "ok"]
     if style.fixed_critiques:
         # A boilerplate style: no teacher call, the same kind of text for every problem (no verdict to parse).

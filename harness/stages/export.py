@@ -81,7 +81,7 @@ def _cgd_rows(records: list[Record], style: PromptStyle, params: dict[str, Any])
 
 def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
     variant = ctx.params["variant"]
-    style = load_style(ctx.params["style"])
+    style = PromptStyle.from_params(ctx.params["style"])
     rows = build_rows(variant, inputs[SOURCE[variant]].records, style, ctx.params)
     if not rows:
         raise StageFailed(ctx.name, f"no usable records for the {variant} dataset")

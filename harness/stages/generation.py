@@ -34,6 +34,7 @@ class GenerationJob:
     parse: Parser
     max_malformed_retries: int = 2
     budget_usd: float | None = None
+    allow_empty: bool = False  # a student's empty draft is a (bad) answer; a teacher's empty text is a failure
 
 
 def _bump(request: ChatRequest) -> ChatRequest:
@@ -114,7 +115,7 @@ async def _round(ctx, pending, job, cache, journal, finished, failed, progress) 
 
 def _settle(rec, req, result, job, journal, finished, failed) -> tuple[Record, ChatRequest] | None:
     try:
-        if not any(t.strip() for t in result.texts):
+        if not job.allow_empty and not any(t.strip() for t in result.texts):
             raise Malformed("empty response")
         fields = job.parse(rec, result)
     except Malformed as exc:

@@ -22,7 +22,7 @@ def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
     job = GenerationJob(
         backend=make_backend(ctx.params["backend"], spec, model_path), backend_name=ctx.params["backend"],
         price=FREE, build=lambda rec: chat([{"role": "user", "content": rec["prompt"]}], generation),
-        parse=lambda rec, result: {"draft": result.text, "drafts": result.texts}, max_malformed_retries=0,
+        parse=lambda rec, result: {"draft": result.text, "drafts": result.texts}, max_malformed_retries=0, allow_empty=True,
     )
     out, stats = run_generation(ctx, records, job, "probe (student drafts)")
     if stats["ok"] == 0:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.grading import grade
-from harness.prompts import load_style
+from harness.prompts import PromptStyle
 from harness.stages.base import Record, StageContext, StageFailed, StageInput, StageOutput
 from harness.stages.generation import Malformed, run_generation
 from harness.stages.teacher import chat, teacher_job
@@ -28,7 +28,7 @@ def verified_answer(field: str):
 
 
 def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
-    style = load_style(ctx.params["style"])
+    style = PromptStyle.from_params(ctx.params["style"])
     todo = [r for r in inputs["critique"].records if r.get("status") == "ok"]
     generation = ctx.params["teacher"]["generation"]
     job = teacher_job(

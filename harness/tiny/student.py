@@ -99,7 +99,7 @@ def warm_up(model: Any, tokenizer: Any, rows: list[dict[str, str]], steps: int, 
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(loss.item())
     model.eval()
     return {"steps": steps, "first_loss": round(losses[0], 4), "final_loss": round(sum(losses[-20:]) / min(20, len(losses)), 4)}
 
