@@ -42,6 +42,7 @@ def _load(recipe: Path, overrides: list[str] | None):
 @app.command()
 def validate(files: Annotated[list[Path], typer.Argument(help="Recipe files.")]) -> None:
     """Check recipes: exit 0, or 2 with FILE:LINE:COL: message per problem. Writes nothing."""
+    from harness.axolotl.cli import training_problems
     from harness.recipe import load_recipes
 
     problems: list[str] = []
@@ -50,6 +51,10 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Recipe files.")])
             members = load_recipes(path)
         except RecipeError as exc:
             problems += [str(p) for p in exc.problems]
+            continue
+        found = training_problems(members)  # Axolotl's own schema for train.axolotl keys
+        if found:
+            problems += [str(p) for p in found]
             continue
         suffix = f" ({len(members)} matrix members)" if len(members) > 1 else ""
         Console(highlight=False).print(f"{path}: ok{suffix}")
@@ -67,7 +72,7 @@ def plan(recipe: Path, set_: Sets = None, runs_dir: RunsDir = None,
 
     console = _console(as_json)
     recipes = _load(recipe, set_)
-    pipe = Pipeline(recipes, RunStore(runs_dir or default_runs_dir()), console)
+    pipe = Pipeline(recipes, RunStore(runs_dir or default_runs_dir()), console, require_data=False)
     rows = plan_rows(pipe)
     if as_json:
         print(json.dumps({"stages": rows, "estimated_cost_usd": round(sum(r["est_cost_usd"] or 0 for r in rows), 4)}))
@@ -114,24 +119,34 @@ def status(target: Annotated[Path, typer.Argument(help="A run folder or a recipe
     """Which stages of a run are done, cached or missing."""
     from rich.table import Table
 
+    from harness.pipeline import describe_output
+
     console = _console()
     if target.suffix in (".yaml", ".yml"):
         from harness.estimate import plan_rows, render_plan
         from harness.pipeline import Pipeline
         from harness.store import RunStore
 
-        render_plan(console, plan_rows(Pipeline(_load(target, set_), RunStore(runs_dir or default_runs_dir()), console)))
+        pipe = Pipeline(_load(target, set_), RunStore(runs_dir or default_runs_dir()), console, require_data=False)
+        render_plan(console, plan_rows(pipe))
         return
     run_json = target / "run.json"
     if not run_json.exists():
         _fail(f"{target}: no run.json here (not a run folder)", 2)
     info = json.loads(run_json.read_text())
-    table = Table(title=f"{info['recipe']} (updated {info.get('updated')})")
-    for col in ("stage", "status", "records", "cost $", "path"):
-        table.add_column(col)
+    table = Table(title=f"{info['recipe']} (last run {info.get('updated')})")
+    for col in ("stage", "state", "output", "cost $", "folder"):
+        table.add_column(col, overflow="fold")
     for name, st in info["stages"].items():
-        table.add_row(name, st["status"], str(st["records"]), f"{st['cost_usd'] or 0:.4f}", st["path"])
+        # The state on disk now, not as of the last run: done.json is a stage's commit point.
+        done = Path(st["path"], "done.json")
+        manifest = json.loads(done.read_text()) if done.exists() else {}
+        state = "done" if manifest else ("partial" if Path(st["path"], "journal.jsonl").exists() else "missing")
+        output = describe_output(manifest) if manifest else ""
+        table.add_row(name, state, output, f"{st['cost_usd'] or 0:.4f}", Path(st["path"]).name)
     console.print(table)
+    console.print(f"stage folders: {Path(next(iter(info['stages'].values()))['path']).parent}")
+
 
 
 @app.command()
@@ -166,12 +181,47 @@ def report(run_dirs: Annotated[list[Path], typer.Argument(help="Run folders.")],
         sys.stdout.write(text)
 
 
+# `cgd eval` and `cgd data seed|export` live in harness/evaluation/cli.py.
+def _register_eval_commands() -> None:
+    from harness.evaluation.cli import register
+
+    register(app)
+
+
+_register_eval_commands()
+
+
+def _register_train_command() -> None:  # `cgd train` lives in harness/axolotl/cli.py
+    from harness.axolotl.cli import register
+
+    register(app)
+
+
+_register_train_command()
+
+
+def _quiet_third_party_logs() -> None:
+    """GPU-only kernels that fail to load on a CPU box and deprecation chatter: noise, not news, for a user."""
+    import logging
+    import os
+
+    for name in ("torchao", "torch.utils._pytree", "lm_eval", "datasets", "transformers"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("LMEVAL_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+
 def main() -> None:
     from harness.stages.base import StageFailed
+
+    _quiet_third_party_logs()
 
     try:
         # In non-standalone mode click returns the code of a typer.Exit instead of raising it.
         code = app(standalone_mode=False)
+        if code == 130:  # click turns Ctrl-C into Abort -> exit 130 without a word
+            _fail_plain("interrupted; finished work is kept and a re-run resumes", 130)
         sys.exit(code if isinstance(code, int) else 0)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from harness.llm import canonical
 from harness.pipeline import TEACHER_KINDS, Pipeline, PlannedStage
 from harness.pricing import is_priced, price_for
 from harness.prompts import load_style
@@ -14,6 +15,7 @@ from harness.prompts import load_style
 # Outputs are budgeted at this share of max_tokens: real critiques rarely run to the cap, and the estimate says so.
 OUTPUT_SHARE = 0.5
 CHARS_PER_TOKEN = 4
+CACHEABLE_TOKENS = 1024  # the shortest prefix Anthropic and OpenAI cache
 
 
 def _rows_in(pipe: Pipeline, stage: PlannedStage) -> int:
@@ -21,27 +23,41 @@ def _rows_in(pipe: Pipeline, stage: PlannedStage) -> int:
     data = graph.stages["data"]
     if data.dir.is_done():
         return data.dir.manifest().get("records", 0)
-    with open(data.params["path"], encoding="utf-8") as handle:
-        n = sum(1 for line in handle if line.strip())
+    try:
+        with open(data.params["path"], encoding="utf-8") as handle:
+            n = sum(1 for line in handle if line.strip())
+    except FileNotFoundError:  # a plan made before the data is there: data.limit rows, if it says
+        return data.params["limit"] or 0
     return min(n, data.params["limit"]) if data.params["limit"] else n
 
 
 def _teacher_estimate(pipe: Pipeline, stage: PlannedStage, n: int) -> tuple[int, int, float | None]:
+    """(input tokens, output tokens, USD) for a teacher stage, from the prompt templates and max_tokens.
+
+    Batch mode bills at the batch discount. A system prompt long enough for the providers' prompt caches
+    (1024 tokens) is billed once as a cache write and then as cached reads."""
     recipe = stage.recipe
     t = recipe.teacher
+    provider = canonical(t.provider)
     style = load_style(recipe.critique.style)
     sample = "x" * 400  # a typical prompt's length when the data is not loaded yet
     draft = "x" * (recipe.student.generation.max_tokens * CHARS_PER_TOKEN // 2)
     crit = "x" * int(t.generation.max_tokens * CHARS_PER_TOKEN * OUTPUT_SHARE)
     messages = {"critique": style.critique_messages(sample, draft), "answer": style.answer_messages(sample),
                 "refine": style.refine_messages(sample, draft, crit)}[stage.kind]
-    tokens_in = n * sum(len(m["content"]) for m in messages) // CHARS_PER_TOKEN
-    tokens_out = int(n * t.generation.max_tokens * t.generation.n * OUTPUT_SHARE)
     if stage.kind == "critique" and style.fixed_critiques:
         return 0, 0, 0.0
-    if not is_priced(t.provider, t.model, t.price):
+    per_request = sum(len(m["content"]) for m in messages) // CHARS_PER_TOKEN
+    system = sum(len(m["content"]) for m in messages if m["role"] == "system") // CHARS_PER_TOKEN
+    tokens_in = n * per_request
+    tokens_out = int(n * t.generation.max_tokens * t.generation.n * OUTPUT_SHARE)
+    if not is_priced(provider, t.model, t.price):
         return tokens_in, tokens_out, None
-    return tokens_in, tokens_out, price_for(t.provider, t.model, t.price).cost(tokens_in, tokens_out)
+    cached = system * max(n - 1, 0) if system >= CACHEABLE_TOKENS else 0
+    written = system if cached else 0
+    price = price_for(provider, t.model, t.price)
+    cost = price.cost(tokens_in, tokens_out, cached, batch=t.batch, cache_write_tokens=written)
+    return tokens_in, tokens_out, cost
 
 
 def plan_rows(pipe: Pipeline) -> list[dict[str, Any]]:
@@ -68,8 +84,9 @@ def render_plan(console: Console, rows: list[dict[str, Any]]) -> None:
     for r in rows:
         cost = "price unknown" if r["est_cost_usd"] is None else f"{r['est_cost_usd']:.4f}"
         status = f"[green]{r['status']}[/green]" if r["status"] == "cached" else f"[yellow]{r['status']}[/yellow]"
-        table.add_row(r["stage"], r["recipe"], status, str(r["requests"] or ""), f"{r['est_tokens']:,}" if r["est_tokens"]
-                      else "", cost if r["est_cost_usd"] else ("" if r["est_cost_usd"] == 0 else cost))
+        tokens = f"{r['est_tokens']:,}" if r["est_tokens"] else ""
+        shown_cost = cost if r["est_cost_usd"] else ("" if r["est_cost_usd"] == 0 else cost)
+        table.add_row(r["stage"], r["recipe"], status, str(r["requests"] or ""), tokens, shown_cost)
     console.print(table)
     total = sum(r["est_cost_usd"] or 0 for r in rows)
     unknown = any(r["est_cost_usd"] is None for r in rows)

@@ -61,8 +61,10 @@ class RecipeGraph:
         return stage
 
 
-def resolve_data_path(recipe: Recipe) -> Path:
-    """Absolute as given; else relative to the working folder, the recipe's folder or the project root."""
+def resolve_data_path(recipe: Recipe, must_exist: bool = True) -> Path:
+    """Absolute as given; else relative to the working folder, the recipe's folder or the project root.
+
+    `must_exist=False` (plans): a missing file resolves against the recipe's folder instead of failing."""
     raw = Path(recipe.data.path)
     if raw.is_absolute():
         return raw
@@ -70,6 +72,8 @@ def resolve_data_path(recipe: Recipe) -> Path:
     for base in (Path.cwd(), recipe_dir, PROJECT_ROOT):
         if (base / raw).is_file():
             return (base / raw).resolve()
+    if not must_exist:
+        return (recipe_dir / raw).resolve()
     raise HarnessError(f"{recipe.source_path or 'recipe'}: data.path '{raw}' not found (looked in the working "
                        f"folder, the recipe's folder and {PROJECT_ROOT})")
 
@@ -91,12 +95,17 @@ def _style_params(name: str) -> dict[str, Any]:
     return {"name": name, "spec": load_style(name).spec}
 
 
-def build_graph(recipe: Recipe, store: RunStore) -> RecipeGraph:
+def build_graph(recipe: Recipe, store: RunStore, require_data: bool = True) -> RecipeGraph:
+    """`require_data=False` (plans) accepts a data file that is not there yet."""
+    from harness.stages import train as train_stage
+
     g = RecipeGraph(recipe)
     variants = set(recipe.variants)
-    data_path = resolve_data_path(recipe)
+    data_path = resolve_data_path(recipe, must_exist=require_data)
     d = recipe.data
-    g.add(store, "data", "data", {"path": str(data_path), "sha256": _file_hash(data_path), "prompt_field": d.prompt_field,
+    g.add(store, "data", "data", {"path": str(data_path),
+                                  "sha256": _file_hash(data_path) if data_path.is_file() else None,
+                                  "prompt_field": d.prompt_field,
                                   "answer_field": d.answer_field, "id_field": d.id_field, "limit": d.limit})
     s = recipe.student
     if s.model == "tiny":
@@ -121,9 +130,9 @@ def build_graph(recipe: Recipe, store: RunStore) -> RecipeGraph:
 
     from harness.stages.export import SOURCE
 
-    suites = [load_suite(name) for name in recipe.eval.suites]
+    suites = _eval_suites(recipe)
     eval_params = {"suites": suites, "limit": recipe.eval.limit}
-    eval_runtime = {"batch_size": recipe.eval.batch_size}
+    eval_runtime = {"batch_size": recipe.eval.batch_size, "backend": _eval_backend(recipe)}
     g.add(store, "evaluate:base", "evaluate", {**eval_params, "variant": "base", "seed": None, "label": "base"},
           {"model": "student"}, eval_runtime)
     for variant in recipe.variants:
@@ -132,15 +141,36 @@ def build_graph(recipe: Recipe, store: RunStore) -> RecipeGraph:
         export_params = {"variant": variant, "style": style, "keep_unverified": recipe.critique.keep_unverified}
         if variant == "cgd":
             export_params |= {"specificity": recipe.critique.specificity, "seed": recipe.seed}
-        g.add(store, f"export:{variant}", "export", export_params, {SOURCE[variant]: SOURCE[variant], "student": "student"})
+        g.add(store, f"export:{variant}", "export", export_params,
+              {SOURCE[variant]: SOURCE[variant], "student": "student"})
         for seed in recipe.train_seeds:
             train_name = f"train:{variant}:{seed}"
-            g.add(store, train_name, "train", {"train": recipe.train.model_dump(mode="json"), "seed": seed},
-                  {f"export:{variant}": f"export:{variant}", "student": "student"})
+            g.add(store, train_name, "train", train_stage.stage_params(recipe, seed),
+                  train_stage.stage_inputs(recipe, variant))
             g.add(store, f"evaluate:{variant}:{seed}", "evaluate",
                   {**eval_params, "variant": variant, "seed": seed, "label": f"{variant} (seed {seed})"},
                   {"model": train_name}, eval_runtime)
     return g
+
+
+def _eval_suites(recipe: Recipe) -> list[dict[str, Any]]:
+    """The recipe's suites with its generation cap and added tasks (optional eval keys) applied."""
+    ev = recipe.eval
+    add = getattr(ev, "add_tasks", None) or {}
+    return [load_suite(name, max_gen_toks=getattr(ev, "max_gen_toks", None), add_tasks=add.get(name))
+            for name in ev.suites]
+
+
+def _eval_backend(recipe: Recipe) -> dict[str, Any]:
+    """How evaluate runs models (speed, not results): eval.backend if set, else `vllm` when the student is served
+    by vLLM (the same launcher settings), else `hf`."""
+    ev, s = recipe.eval, recipe.student
+    kind = getattr(ev, "backend", None) or ("vllm" if s.backend == "vllm" else "hf")
+    serve = s.vllm.model_dump() if getattr(s, "vllm", None) is not None else {}
+    spec = {"kind": kind, "serve": serve, "base_url": getattr(ev, "base_url", None)}
+    if getattr(ev, "loglikelihood", None):
+        spec["loglikelihood"] = ev.loglikelihood
+    return spec
 
 
 def _default_tiny():
@@ -153,6 +183,29 @@ def _teacher_params(recipe: Recipe) -> dict[str, Any]:
     from harness.stages.teacher import teacher_params
 
     return teacher_params(recipe)
+
+
+def _with_upstream(graph: RecipeGraph, names: set[str]) -> set[str]:
+    found: set[str] = set()
+    todo = [n for n in names if n in graph.stages]
+    while todo:
+        name = todo.pop()
+        if name not in found:
+            found.add(name)
+            todo += graph.stages[name].inputs.values()
+    return found
+
+
+def describe_output(manifest: dict[str, Any]) -> str:
+    """What a finished stage produced, in a few words (from its done.json manifest)."""
+    info = manifest.get("info", {})
+    if "examples" in info:
+        return f"{info['examples']} examples"
+    if "model_path" in info and "final_loss" in info:
+        return f"model, final loss {info['final_loss']}"
+    if info.get("failed"):
+        return f"{manifest.get('records', 0)} records ({info['failed']} failed)"
+    return f"{manifest.get('records', 0)} records"
 
 
 def kind_included(kind: str, until: str | None) -> bool:
@@ -171,25 +224,32 @@ class StageResult:
 
 
 class Pipeline:
-    def __init__(self, recipes: list[Recipe], store: RunStore, console: Console) -> None:
+    def __init__(self, recipes: list[Recipe], store: RunStore, console: Console, require_data: bool = True) -> None:
         self.recipes = recipes
         self.store = store
         self.console = console
-        self.graphs = [build_graph(r, store) for r in recipes]
+        self.graphs = [build_graph(r, store, require_data) for r in recipes]
         self._outputs: dict[str, StageInput] = {}  # by fingerprint
 
-    def unique_stages(self, until: str | None = None) -> list[PlannedStage]:
+    def unique_stages(self, until: str | None = None, targets: set[str] | None = None) -> list[PlannedStage]:
+        """Stages up to kind `until`; with `targets` (stage names), only those and what they need."""
         seen: dict[str, PlannedStage] = {}
         for graph in self.graphs:
+            wanted = _with_upstream(graph, targets) if targets is not None else None
             for stage in graph.stages.values():
-                if kind_included(stage.kind, until):
+                if kind_included(stage.kind, until) and (wanted is None or stage.name in wanted):
                     seen.setdefault(stage.fingerprint, stage)
         return list(seen.values())
 
-    def run(self, until: str | None = None) -> list[dict[str, Any]]:
-        """Run every recipe's missing stages; return one summary per recipe (what `cgd run --json` prints)."""
+    def inputs_of(self, stage: PlannedStage) -> dict[str, StageInput]:
+        """A planned stage's inputs (its upstream stages must be done)."""
+        return self._load_inputs(stage, self._graph_of(stage))
+
+    def run(self, until: str | None = None, targets: set[str] | None = None) -> list[dict[str, Any]]:
+        """Run every recipe's missing stages (or only `targets` and what they need); return one summary per recipe
+        (what `cgd run --json` prints)."""
         results: dict[str, StageResult] = {}
-        for stage in self.unique_stages(until):
+        for stage in self.unique_stages(until, targets):
             results[stage.fingerprint] = self._run_stage(stage, results)
         summaries = []
         for graph in self.graphs:
@@ -202,7 +262,8 @@ class Pipeline:
             upstream = graph_stages[upstream_name]
             if upstream.fingerprint not in self._outputs:
                 d = upstream.dir
-                self._outputs[upstream.fingerprint] = StageInput(upstream.name, d.read_records(), d.manifest().get("info", {}))
+                info = d.manifest().get("info", {})
+                self._outputs[upstream.fingerprint] = StageInput(upstream.name, d.read_records(), info)
             inputs[key] = self._outputs[upstream.fingerprint]
         return inputs
 
@@ -211,6 +272,11 @@ class Pipeline:
 
     def _run_stage(self, stage: PlannedStage, results: dict[str, StageResult]) -> StageResult:
         d = stage.dir
+        still_valid = getattr(stage.module, "still_valid", None)  # evaluate: is the model's content unchanged?
+        if d.is_done() and still_valid is not None and not still_valid(d.manifest(), self._load_inputs(
+                stage, self._graph_of(stage))):
+            self.console.print(f"[yellow]↻[/yellow] {stage.name:<22} its model changed since it ran; running again")
+            d.manifest_path.unlink()
         if d.is_done():
             manifest = d.manifest()
             self.console.print(f"[green]✓[/green] {stage.name:<22} cached   {d.path}")
@@ -237,8 +303,10 @@ class Pipeline:
             info = {**out.info, "seconds": round(time.monotonic() - start, 2)}
             d.finish(out.records, {"info": info, "params_fingerprint": stage.fingerprint})
         self._outputs[stage.fingerprint] = StageInput(stage.name, out.records, info)
-        self.console.print(f"[green]✓[/green] {stage.name:<22} done     {len(out.records)} records, {info['seconds']}s")
-        return StageResult(stage.name, stage.kind, "done", str(d.path), len(out.records), info.get("cost_usd", 0.0), info)
+        output = describe_output({"records": len(out.records), "info": info})
+        self.console.print(f"[green]✓[/green] {stage.name:<22} done     {output}, {info['seconds']}s")
+        return StageResult(stage.name, stage.kind, "done", str(d.path), len(out.records), info.get("cost_usd", 0.0),
+                           info)
 
     def _summarize(self, graph: RecipeGraph, results: dict[str, StageResult], until: str | None) -> dict[str, Any]:
         run_dir = self.store.run_dir(graph.recipe.name)

@@ -184,6 +184,11 @@ class RequestCache:
 
     Parsing is not part of the key, so a parser fix re-parses cached responses without paying again. Only
     successes are stored. SQLite in WAL mode with synchronous=FULL: a committed row survives a kill.
+
+    The `batches` table records every batch submitted to a provider's batch API: a row is written before the
+    submission (state `submitting`, with the request keys and payloads), gets the provider's batch id right after,
+    and becomes `collected` once every answer is in `responses`. A restarted run polls an open batch instead of
+    paying for its requests again.
     """
 
     def __init__(self, path: Path) -> None:
@@ -197,6 +202,12 @@ class RequestCache:
             "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, backend TEXT, model TEXT,"
             " request TEXT, response TEXT, created REAL)"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS batches (tag TEXT PRIMARY KEY, backend TEXT, model TEXT, batch_id TEXT,"
+            " state TEXT, keys TEXT, count INTEGER, created REAL)"
+        )
+        self._db.execute("CREATE TABLE IF NOT EXISTS batch_items (key TEXT, tag TEXT, request TEXT,"
+                         " PRIMARY KEY (key, tag))")
         self._db.commit()
 
     @staticmethod
@@ -208,17 +219,70 @@ class RequestCache:
             row = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def put(self, key: str, backend: str, model: str, request: dict[str, Any], response: dict[str, Any]) -> None:
+    def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
         with self._lock:
-            self._db.execute(
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, response in self._db.execute(
+                        f"SELECT key, response FROM responses WHERE key IN ({marks})", chunk):
+                    out[key] = json.loads(response)
+        return out
+
+    def put(self, key: str, backend: str, model: str, request: dict[str, Any], response: dict[str, Any]) -> None:
+        self.put_many([(key, backend, model, request, response)])
+
+    def put_many(self, rows: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]]) -> None:
+        """One transaction (one fsync) for many responses."""
+        now = time.time()
+        with self._lock:
+            self._db.executemany(
                 "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
-                (key, backend, model, canonical_json(request), canonical_json(response), time.time()),
+                [(k, b, m, canonical_json(req), canonical_json(resp), now) for k, b, m, req, resp in rows],
             )
             self._db.commit()
 
     def __len__(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    # --- provider batches -------------------------------------------------------------------------------------
+    def batch_intent(self, tag: str, backend: str, model: str, items: list[tuple[str, dict[str, Any]]],
+                     count: int) -> float:
+        """Record a batch about to be submitted: (request key, payload) per request. Returns its time."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("INSERT INTO batches VALUES (?, ?, ?, NULL, 'submitting', ?, ?, ?)",
+                             (tag, backend, model, json.dumps([k for k, _ in items]), count, now))
+            self._db.executemany("INSERT OR REPLACE INTO batch_items VALUES (?, ?, ?)",
+                                 [(k, tag, canonical_json(p)) for k, p in items])
+            self._db.commit()
+        return now
+
+    def batch_submitted(self, tag: str, batch_id: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE batches SET batch_id = ?, state = 'submitted' WHERE tag = ?", (batch_id, tag))
+            self._db.commit()
+
+    def batch_state(self, tag: str, state: str) -> None:
+        """`collected`, `failed` (never submitted) or `lost` (no trace at the provider)."""
+        with self._lock:
+            self._db.execute("UPDATE batches SET state = ? WHERE tag = ?", (state, tag))
+            self._db.commit()
+
+    def open_batches(self, backend: str, model: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT tag, batch_id, state, keys, count, created FROM batches WHERE backend = ? AND model = ?"
+                " AND state IN ('submitting', 'submitted') ORDER BY created", (backend, model)).fetchall()
+        return [{"tag": t, "batch_id": b, "state": s, "keys": json.loads(k), "count": c, "created": cr}
+                for t, b, s, k, c, cr in rows]
+
+    def batch_payload(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT request FROM batch_items WHERE key = ? LIMIT 1", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
 
     def close(self) -> None:
         with self._lock:

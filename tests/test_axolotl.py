@@ -192,10 +192,11 @@ def test_command_and_log_parsing(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     assert build_command(cfg, launcher="python", num_processes=1)[1:] == [
         "train", str(cfg), "--launcher", "python"]
-    assert build_command(cfg, launcher="accelerate", num_processes=4)[-3:] == ["--", "--num_processes", "4"]
+    assert build_command(cfg, launcher="accelerate", num_processes=4)[-4:] == [
+        "--", "--multi_gpu", "--num_processes", "4"]
     ckpt = tmp_path / "checkpoint-3"
     assert build_command(cfg, launcher="torchrun", num_processes=2, resume_from=ckpt)[4:] == [
-        "torchrun", "--resume-from-checkpoint", str(ckpt), "--", "--nproc_per_node", "2"]
+        "torchrun", "--resume-from-checkpoint", str(ckpt), "--", "--standalone", "--nproc_per_node", "2"]
     with pytest.raises(ValueError, match="one process"):
         build_command(cfg, launcher="python", num_processes=2)
     line = (" 25%|##5  | 1/4 [00:00<00:00,  9.13it/s]   {'loss': '6.512', 'grad_norm': '4.235', "

@@ -29,7 +29,8 @@ def cgd(*args: str, cwd=PROJECT_ROOT) -> subprocess.CompletedProcess:
     (GOOD.replace("limit: 10", "limt: 10"), 2, 37, r"unknown key 'limt'.*limit"),
     (GOOD + "seed: zero\n", 5, 7, r"seed"),
     (GOOD.replace("student: {model: tiny}\n", ""), 1, 1, r"missing required field 'student'"),
-    (GOOD.replace("provider: oracle", "provider: opneai"), 4, 21, r"unknown teacher provider 'opneai'; available: .*openai"),
+    (GOOD.replace("provider: oracle", "provider: opneai"), 4, 21,
+     r"unknown teacher provider 'opneai'; available: .*openai"),
 ])
 def test_validate_reports_file_line_col_and_exits_2(tmp_path, text, line, col, pattern):
     recipe = tmp_path / "r.yaml"

@@ -87,7 +87,8 @@ def _records(summary: dict, stage: str) -> list[dict]:
 def test_matrix_over_specificity_probes_once_and_exports_three_cgd_datasets(tmp_path, student):
     recipe = write_recipe(tmp_path, student, name="abl", variants="[base, cgd]",
                           extra="matrix:\n  critique.specificity: [specific, irrelevant, generic]\n")
-    out = json.loads(cgd("run", str(recipe), "--until", "export", "--json", "--runs-dir", str(tmp_path / "runs")).stdout)
+    runs = str(tmp_path / "runs")
+    out = json.loads(cgd("run", str(recipe), "--until", "export", "--json", "--runs-dir", runs).stdout)
     assert len(out["runs"]) == 3
     stages = tmp_path / "runs" / "stages"
     kinds = sorted(p.name.rsplit("-", 1)[0] for p in stages.iterdir())

@@ -25,6 +25,8 @@ SAVES_PER_RUN = 4
 SAVE_TOTAL_LIMIT = 2
 LORA_DEFAULTS = {"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "lora_target_linear": True}
 LORA_KERNEL_FLAGS = ("lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "lora_embedding_kernel")
+DEEPSPEED_DIR = Path(__file__).parent / "deepspeed"
+"""The DeepSpeed presets (`train.deepspeed: zero2`); Axolotl's wheel ships none and fetching them needs GitHub."""
 
 
 class ConfigError(HarnessError, ValueError):
@@ -34,8 +36,8 @@ class ConfigError(HarnessError, ValueError):
 def batch_split(global_batch_size: int, num_processes: int, micro_batch_size: int | None) -> tuple[int, int]:
     """(micro_batch_size, gradient_accumulation_steps); micro x accumulation x processes == global batch."""
     if global_batch_size % num_processes:
-        raise ConfigError(f"train.global_batch_size ({global_batch_size}) is not divisible by "
-                          f"train.num_processes ({num_processes})")
+        raise ConfigError(f"train.global_batch_size ({global_batch_size}) is not divisible by the "
+                          f"{num_processes} training processes (launcher num_processes x num_machines)")
     per_process = global_batch_size // num_processes
     if micro_batch_size is None:
         micro_batch_size = next(m for m in MICRO_BATCH_CHOICES if per_process % m == 0)
@@ -43,6 +45,45 @@ def batch_split(global_batch_size: int, num_processes: int, micro_batch_size: in
         raise ConfigError(f"train.micro_batch_size ({micro_batch_size}) does not divide the per-process "
                           f"batch ({global_batch_size} / {num_processes} processes = {per_process})")
     return micro_batch_size, per_process // micro_batch_size
+
+
+def deepspeed_presets() -> list[str]:
+    return sorted(p.stem for p in DEEPSPEED_DIR.glob("*.json"))
+
+
+def resolve_deepspeed(value: str, recipe_dir: Path | None = None) -> Path:
+    """A preset name -> the shipped JSON; a path -> absolute (relative: to the recipe's folder, else the working
+    folder)."""
+    if value in deepspeed_presets():
+        return DEEPSPEED_DIR / f"{value}.json"
+    raw = Path(value).expanduser()
+    candidates = [raw] if raw.is_absolute() else [*([recipe_dir / raw] if recipe_dir else []), Path.cwd() / raw]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    raise ConfigError(f"train.deepspeed: no DeepSpeed config '{value}' (looked at "
+                      f"{', '.join(map(str, candidates))}); presets: {', '.join(deepspeed_presets())}")
+
+
+def render_fsdp(fsdp: Any) -> dict[str, Any]:
+    """Axolotl's FSDP2 keys for a recipe's `train.fsdp` block."""
+    conf = {"offload_params": fsdp.offload_params, "activation_checkpointing": fsdp.activation_checkpointing,
+            "auto_wrap_policy": fsdp.auto_wrap_policy, "state_dict_type": fsdp.state_dict_type,
+            "final_state_dict_type": "FULL_STATE_DICT", "reshard_after_forward": fsdp.reshard_after_forward,
+            "cpu_ram_efficient_loading": fsdp.cpu_ram_efficient_loading}
+    if fsdp.transformer_layer_cls_to_wrap:
+        conf["transformer_layer_cls_to_wrap"] = fsdp.transformer_layer_cls_to_wrap
+    return {"fsdp_version": 2, "fsdp_config": conf}
+
+
+def cpu_omissions(train: TrainSpec) -> list[str]:
+    """The recipe's GPU-only settings a run without a GPU leaves out (for the stage to say so)."""
+    left = []
+    if train.deepspeed:
+        left.append(f"DeepSpeed ({train.deepspeed})")
+    if train.fsdp is not None:
+        left.append("FSDP")
+    return left
 
 
 def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -76,13 +117,15 @@ def _gpu_packing_default() -> bool:
 
 
 def render_axolotl_config(train: TrainSpec, *, base_model: str, dataset_path: Path, output_dir: Path,
-                          prepared_dir: Path, seed: int, on_gpu: bool) -> dict:
-    """The Axolotl config (a plain dict) for one training run; `train.axolotl` keys are merged on top."""
-    micro, accumulation = batch_split(train.global_batch_size, train.num_processes, train.micro_batch_size)
-    if train.sample_packing is not None:
-        sample_packing = train.sample_packing
-    else:
-        sample_packing = on_gpu and _gpu_packing_default()
+                          prepared_dir: Path, seed: int, on_gpu: bool, recipe_dir: Path | None = None) -> dict:
+    """The Axolotl config (a plain dict) for one training run; `train.axolotl` keys are merged on top.
+
+    The CGD protocol by default (full fine-tune, learning rate 1e-6, global batch 64 = micro batch x gradient
+    accumulation x processes, 1 epoch, cosine with warm-up; packing and bf16 on GPU). Without a GPU the run is
+    one CPU process: bf16/fp16 off, no packing, no DeepSpeed or FSDP, no Triton LoRA kernels.
+    """
+    micro, accumulation = batch_split(train.global_batch_size, train.world_size, train.micro_batch_size)
+    packing = train.sample_packing if train.sample_packing is not None else on_gpu and _gpu_packing_default()
     cfg: dict[str, Any] = {
         "base_model": str(base_model),
         "tokenizer_config": str(base_model),
@@ -104,8 +147,8 @@ def render_axolotl_config(train: TrainSpec, *, base_model: str, dataset_path: Pa
         "val_set_size": 0,
         "output_dir": str(output_dir),
         "sequence_len": train.sequence_len,
-        "sample_packing": sample_packing,
-        "pad_to_sequence_len": sample_packing,
+        "sample_packing": packing,
+        "pad_to_sequence_len": packing,
         "micro_batch_size": micro,
         "gradient_accumulation_steps": accumulation,
         "num_epochs": train.epochs,
@@ -136,6 +179,18 @@ def render_axolotl_config(train: TrainSpec, *, base_model: str, dataset_path: Pa
         if not on_gpu:
             # Axolotl auto-enables its Triton LoRA kernels, which allocate on cuda.
             cfg.update(dict.fromkeys(LORA_KERNEL_FLAGS, False))
+    if on_gpu and train.deepspeed:
+        cfg["deepspeed"] = str(resolve_deepspeed(train.deepspeed, recipe_dir))
+    if on_gpu and train.fsdp is not None:
+        cfg.update(render_fsdp(train.fsdp))
+        if train.fsdp.activation_checkpointing:
+            cfg["gradient_checkpointing"] = False  # FSDP checkpoints activations itself
+    select = train.select_checkpoint
+    if select is not None:
+        # Every checkpoint is kept until it has been scored on the held-out prompts.
+        del cfg["save_total_limit"]
+        if select.every_steps:
+            cfg["save_steps"] = select.every_steps
     return deep_merge(cfg, train.axolotl)
 
 
@@ -167,6 +222,14 @@ def cpu_capabilities() -> tuple[dict, dict]:
     import torch
 
     return ({"bf16": False, "fp8": False, "tf32": False, "n_gpu": 1, "compute_capability": None},
+            {"torch_version": torch.__version__.split("+", 1)[0]})
+
+
+def assumed_gpu_capabilities(n_gpu: int = 8) -> tuple[dict, dict]:
+    """What Axolotl's checks would see on a node of Ampere-or-newer GPUs (to check a GPU config elsewhere)."""
+    import torch
+
+    return ({"bf16": True, "fp8": False, "tf32": True, "n_gpu": n_gpu, "compute_capability": "sm_90"},
             {"torch_version": torch.__version__.split("+", 1)[0]})
 
 
@@ -254,20 +317,24 @@ def _normalize(validated: Any) -> None:
     normalize_cfg_datasets(validated)
 
 
-def validate_config(cfg: dict, *, capabilities: tuple[dict, dict] | None = None) -> list[str]:
+def validate_config(cfg: dict, *, capabilities: tuple[dict, dict] | None = None, normalize: bool = True,
+                    check_capabilities: bool = True) -> list[str]:
     """Run Axolotl's own config validation in-process; return readable problems (empty: the config is good).
 
     Each problem starts with the offending key. Besides Axolotl's schema this reports top-level keys Axolotl
     would silently ignore, optimizer names the HF Trainer would reject at start-up (Axolotl's schema accepts
     any string there) and bf16/fp16 without a GPU (Axolotl only warns). `capabilities` is (capabilities,
     env_capabilities) as Axolotl's `validate_config` takes them; default: this machine's (CPU values without
-    a GPU).
+    a GPU). `normalize=False` skips Axolotl's normalization (which loads the base model's config), and
+    `check_capabilities=False` the bf16/fp16-without-a-GPU checks: a schema-only check for another machine.
     """
     from axolotl.utils.schemas.config import AxolotlConfigWCapabilities
     from pydantic import ValidationError
 
     capabilities = capabilities or local_capabilities()
-    problems = _unknown_keys(cfg, AxolotlConfigWCapabilities) + _capability_problems(cfg, capabilities[0])
+    problems = _unknown_keys(cfg, AxolotlConfigWCapabilities)
+    if check_capabilities:
+        problems += _capability_problems(cfg, capabilities[0])
     optimizer = _optimizer_problem(cfg.get("optimizer"))
     if optimizer:
         problems.append(optimizer)
@@ -277,6 +344,8 @@ def validate_config(cfg: dict, *, capabilities: tuple[dict, dict] | None = None)
         return problems + _format_pydantic(exc)
     except (ValueError, TypeError, KeyError) as exc:
         return [*problems, str(exc)]
+    if not normalize:
+        return problems
     try:
         _normalize(validated)  # loads the model config: catches a base_model that is not there
     except Exception as exc:  # report whatever Axolotl says, in its words

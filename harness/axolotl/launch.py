@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ LAUNCHERS = ("python", "accelerate", "torchrun")
 TAIL_LINES = 60
 _DICT_RE = re.compile(r"\{'[^{}]*\}")
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+_BAR_RE = re.compile(r"(\d+)/(\d+) \[")
 
 
 class TrainFailed(Exception):
@@ -56,22 +57,83 @@ def axolotl_executable() -> str:
                             "install axolotl in this environment")
 
 
-def build_command(config_path: Path, *, launcher: str, num_processes: int,
+@dataclass(frozen=True)
+class Launch:
+    """How `axolotl train` starts its processes on this machine (a recipe's `train.launcher`, resolved)."""
+
+    kind: str = "python"
+    num_processes: int = 1
+    """Processes (GPUs) on each machine."""
+    num_machines: int = 1
+    machine_rank: int = 0
+    main_process_ip: str | None = None
+    main_process_port: int = 29500
+
+    @classmethod
+    def of(cls, launcher: Any, num_processes: int | None = None, **overrides: Any) -> Launch:
+        """From a kind name (with `num_processes`), a recipe's LauncherSpec or a Launch; None overrides are
+        ignored."""
+        if isinstance(launcher, Launch):
+            base = launcher
+        elif isinstance(launcher, str):
+            base = cls(kind=launcher, num_processes=num_processes or 1)
+        else:
+            base = cls(**{k: getattr(launcher, k) for k in cls.__dataclass_fields__})
+        updates = {k: v for k, v in overrides.items() if v is not None}
+        return replace(base, **updates) if updates else base
+
+    @property
+    def world_size(self) -> int:
+        return self.num_processes * self.num_machines
+
+    def check(self) -> None:
+        if self.kind not in LAUNCHERS:
+            raise ValueError(f"unknown launcher '{self.kind}'; available: {', '.join(LAUNCHERS)}")
+        if self.kind == "python" and self.world_size != 1:
+            raise ValueError(f"launcher 'python' runs one process, but num_processes is {self.num_processes}"
+                             f"{f' on {self.num_machines} machines' if self.num_machines > 1 else ''}; "
+                             "use launcher accelerate or torchrun")
+        if self.num_machines > 1 and not self.main_process_ip:
+            raise ValueError(f"{self.num_machines} machines need main_process_ip (the address of the rank-0 "
+                             "machine)")
+        if not 0 <= self.machine_rank < self.num_machines:
+            raise ValueError(f"machine_rank {self.machine_rank} is not below num_machines {self.num_machines}")
+
+    def launcher_args(self) -> list[str]:
+        """What goes after `--` on the `axolotl train` command line (torchrun's or accelerate's own flags)."""
+        if self.kind == "torchrun":
+            if self.num_machines == 1:  # standalone: a free local port, so two runs on one node never collide
+                return ["--standalone", "--nproc_per_node", str(self.num_processes)]
+            # Static rendezvous: every node names the same master; Axolotl would add a random --rdzv_id per node
+            # to an --rdzv_endpoint, so the nodes would never meet.
+            return ["--nnodes", str(self.num_machines), "--node_rank", str(self.machine_rank),
+                    "--nproc_per_node", str(self.num_processes), "--master_addr", str(self.main_process_ip),
+                    "--master_port", str(self.main_process_port)]
+        if self.kind == "accelerate":
+            args = ["--num_processes", str(self.world_size)]  # accelerate counts processes over all machines
+            if self.world_size > 1:
+                args = ["--multi_gpu", *args]
+            if self.num_machines > 1:
+                args += ["--num_machines", str(self.num_machines), "--machine_rank", str(self.machine_rank),
+                         "--main_process_ip", str(self.main_process_ip),
+                         "--main_process_port", str(self.main_process_port)]
+            return args
+        return []
+
+
+def build_command(config_path: Path, *, launcher: Any, num_processes: int | None = None,
                   resume_from: Path | None = None) -> list[str]:
-    """The `axolotl train` command line; launcher arguments go after `--`."""
-    if launcher not in LAUNCHERS:
-        raise ValueError(f"unknown launcher '{launcher}'; available: {', '.join(LAUNCHERS)}")
-    if launcher == "python" and num_processes != 1:
-        raise ValueError(f"launcher 'python' runs one process, but num_processes is {num_processes}; "
-                         "use launcher accelerate or torchrun")
-    cmd = [axolotl_executable(), "train", str(config_path), "--launcher", launcher]
+    """The `axolotl train` command line; launcher arguments go after `--`.
+
+    `launcher` is a kind name (python, accelerate, torchrun; with `num_processes`), a recipe's `train.launcher`
+    block or a Launch (multi-machine: the command for its `machine_rank`)."""
+    launch = Launch.of(launcher, num_processes)
+    launch.check()
+    cmd = [axolotl_executable(), "train", str(config_path), "--launcher", launch.kind]
     if resume_from is not None:
         cmd += ["--resume-from-checkpoint", str(resume_from)]
-    if launcher == "accelerate":
-        cmd += ["--", "--num_processes", str(num_processes)]
-    elif launcher == "torchrun":
-        cmd += ["--", "--nproc_per_node", str(num_processes)]
-    return cmd
+    extra = launch.launcher_args()
+    return cmd + ["--", *extra] if extra else cmd
 
 
 def _checkpoint_step(path: Path) -> int | None:
@@ -116,9 +178,25 @@ def parse_log_dicts(line: str) -> list[dict[str, Any]]:
     return found
 
 
+def parse_progress(line: str) -> list[tuple[dict[str, Any], tuple[int, int] | None]]:
+    """The log dicts in one line of output, each with the last (step, total) of the Trainer's progress bar drawn
+    before it (tqdm redraws with carriage returns, so the bar and the dict share a line)."""
+    found = []
+    for match in _DICT_RE.finditer(line):
+        entries = parse_log_dicts(match.group(0))
+        if not entries:
+            continue
+        bars = _BAR_RE.findall(line[:match.start()])
+        found.append((entries[0], (int(bars[-1][0]), int(bars[-1][1])) if bars else None))
+    return found
+
+
 _CAUSES: list[tuple[str, tuple[str, ...]]] = [
     ("out of memory", ("out of memory", "outofmemoryerror", "cuda error: out of memory", "memoryerror",
                        "cannot allocate memory")),
+    ("multi-process rendezvous failed (check launcher.main_process_ip/port, the firewall, and that every machine "
+     "started)", ("disttimeouterror", "distnetworkerror", "rendezvousconnectionerror", "rendezvous timeout",
+                  "address already in use", "connection refused")),
     ("missing GPU/CUDA", ("torch not compiled with cuda", "no cuda gpus are available",
                           "cannot access accelerator", "found no nvidia driver", "cuda driver",
                           "doesn't support bf16/gpu", "cuda is not available", "nccl error")),
@@ -176,13 +254,14 @@ def _kill_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
         proc.wait()
 
 
-def run_axolotl_train(config_path: Path, *, log_path: Path, launcher: str, num_processes: int, env: dict,
-                      on_progress: Callable[[dict], None] | None = None) -> TrainResult:
+def run_axolotl_train(config_path: Path, *, log_path: Path, launcher: Any, num_processes: int | None = None,
+                      env: dict, on_progress: Callable[[dict], None] | None = None) -> TrainResult:
     """Train with `axolotl train`; resume from the newest checkpoint in the config's output_dir if any.
 
     The combined stdout/stderr goes to `log_path` (appended, one header line per attempt). `on_progress` gets
-    each HF Trainer log dict (loss, learning_rate, epoch, ...) with `step` added. Raises TrainFailed on a
-    non-zero exit.
+    each HF Trainer log dict (loss, learning_rate, epoch, tokens/..., ...) with `step` and `total_steps` (from
+    the Trainer's progress bar; None until it shows) added. `launcher` is a kind name (with `num_processes`),
+    a recipe's `train.launcher` block or a Launch. Raises TrainFailed on a non-zero exit.
     """
     config_path = Path(config_path)
     cfg = read_config(config_path)
@@ -204,6 +283,7 @@ def run_axolotl_train(config_path: Path, *, log_path: Path, launcher: str, num_p
     child_env["PYTHONUNBUFFERED"] = "1"
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     step = start_step
+    total_steps: int | None = None
     final_loss: float | None = None
     train_loss: float | None = None
     log_path = Path(log_path)
@@ -227,14 +307,16 @@ def run_axolotl_train(config_path: Path, *, log_path: Path, launcher: str, num_p
                 for segment in line.rstrip("\n").split("\r"):
                     if segment.strip():
                         tail.append(segment)
-                for entry in parse_log_dicts(line):
-                    if "loss" in entry:
+                for entry, bar in parse_progress(line):
+                    if bar is not None:
+                        total_steps = bar[1]
+                    if "loss" in entry:  # (the bar is redrawn on a timer: its step can lag; its total cannot)
                         step += logging_steps
                         final_loss = entry["loss"] if isinstance(entry["loss"], float) else final_loss
                     elif "train_loss" in entry and isinstance(entry["train_loss"], float):
                         train_loss = entry["train_loss"]
                     if on_progress is not None:
-                        on_progress({**entry, "step": step})
+                        on_progress({**entry, "step": step, "total_steps": total_steps})
             returncode = proc.wait()
         except BaseException:
             _kill_group(proc)

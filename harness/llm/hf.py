@@ -63,7 +63,8 @@ class HFBackend(Backend):
                                       input_tokens=n_in, output_tokens=n_out))
         return results
 
-    async def stream(self, requests: Sequence[ChatRequest]) -> AsyncIterator[tuple[int, ChatResult | Exception]]:
+    async def stream(self, requests: Sequence[ChatRequest], admission: Any = None
+                     ) -> AsyncIterator[tuple[int, ChatResult | Exception]]:
         # Batch requests that share generation parameters; each batch runs in a worker thread.
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):

@@ -104,7 +104,8 @@ def _layers(path: Path, display: str, seen: tuple[Path, ...] = ()) -> list[Sourc
         raise RecipeError([Problem(display, line, col, f"extends: '{parent}' extends itself in a cycle")])
     if not parent_path.is_file():
         line, col = src.positions[("extends",)][2:]
-        raise RecipeError([Problem(display, line, col, f"extends: no such recipe '{parent}' (looked at {parent_path})")])
+        message = f"extends: no such recipe '{parent}' (looked at {parent_path})"
+        raise RecipeError([Problem(display, line, col, message)])
     return [*_layers(parent_path, str(parent_path), (*seen, path.resolve())), src]
 
 

@@ -57,6 +57,31 @@ class GenerationSpec(Strict):
     """Per-request sampling seed where the back-end supports it."""
 
 
+class ServeSpec(Strict):
+    """How the harness starts a local OpenAI-compatible server (back-end `vllm`) and stops it when the stage ends.
+
+    vLLM pins its own torch and transformers, so it usually lives in its own environment: point `command` at it
+    (for example `[/opt/vllm-env/bin/vllm, serve]`). `flavor: transformers` starts `transformers serve` instead,
+    a real OpenAI-compatible server that runs on CPU (tests and small models)."""
+
+    flavor: Literal["vllm", "transformers"] = "vllm"
+    """Which server and argument dialect: `vllm serve` or `transformers serve`."""
+    command: list[str] | None = None
+    """The command before the model name; default `[vllm, serve]` or `[transformers, serve]` from PATH."""
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    """GPUs one model replica is split across (vLLM `--tensor-parallel-size`)."""
+    data_parallel_size: int = Field(default=1, ge=1)
+    """Model replicas serving in parallel (vLLM `--data-parallel-size`)."""
+    extra_args: list[str] = Field(default_factory=list)
+    """More command-line arguments, appended as given (e.g. `[--max-model-len, "8192"]`)."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Extra environment variables for the server process (e.g. `CUDA_VISIBLE_DEVICES`)."""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    """Port on 127.0.0.1; default: a free one."""
+    startup_timeout_s: float = Field(default=900.0, gt=0)
+    """How long to wait for the server's health check before failing the stage."""
+
+
 class ConnectionSpec(Strict):
     """Keys shared by students and teachers so either can be served remotely."""
 
@@ -73,13 +98,19 @@ class ConnectionSpec(Strict):
     timeout_s: float = Field(default=600.0, gt=0)
     """Per-request timeout in seconds."""
     max_retries: int = Field(default=6, ge=0)
-    """Retries for transient failures (429, 5xx, timeouts)."""
+    """Retries for transient failures (429, 5xx, timeouts, dropped connections, malformed bodies)."""
+    retry_backoff_s: float = Field(default=1.0, gt=0)
+    """First retry delay; it doubles per retry (with jitter). A server's retry-after wins over it."""
+    retry_max_backoff_s: float = Field(default=60.0, gt=0)
+    """Cap on one retry delay computed by backoff."""
+    vllm: ServeSpec | None = None
+    """Server launch settings for back-end `vllm` (the model is served on 127.0.0.1 for the stage's duration)."""
 
 
 class TinyStudentSpec(Strict):
     """Settings of the locally built tiny student (only with `student.model: tiny`)."""
 
-    warmup_steps: int = Field(default=1400, ge=0)
+    warmup_steps: int = Field(default=1200, ge=0)
     """Plain-torch warm-up steps on reference solutions, so drafts are sometimes right and often wrong."""
     hidden_size: int = Field(default=128, ge=32)
     """Model width."""
@@ -108,9 +139,22 @@ class TeacherSpec(ConnectionSpec):
     generation: GenerationSpec = Field(default_factory=lambda: GenerationSpec(temperature=0.0, max_tokens=512))
     """How critiques, refinements and answers are sampled."""
     budget_usd: float | None = Field(default=None, gt=0)
-    """Stop a teacher stage cleanly before its spend would pass this many dollars."""
+    """Stop a teacher stage cleanly before its spend would pass this many dollars: spend so far plus the worst
+    case of the requests in flight never passes it; finished work is kept."""
     price: dict[str, float] | None = None
-    """Override of the price table, USD per million tokens: keys input, output (and cached_input)."""
+    """Override of the price table, USD per million tokens: keys input, output, cached_input, cache_write
+    (input tokens written to a prompt cache), and batch_discount (multiplier for batch requests, e.g. 0.5)."""
+    batch: bool = False
+    """Send teacher requests through the provider's batch API (openai, anthropic): half price, answers within
+    24 h. Batch ids are recorded in the request cache, so a restarted run collects a batch instead of paying
+    for it twice."""
+    batch_poll_s: float = Field(default=30.0, gt=0)
+    """Seconds between polls of a submitted batch."""
+    batch_max_requests: int = Field(default=10000, ge=1)
+    """Requests per submitted batch (providers cap a batch's size)."""
+    max_malformed_retries: int = Field(default=2, ge=0)
+    """Re-asks of a teacher answer that is unusable (no verdict line, empty, cut off at max_tokens) before the
+    record is marked failed with the reason."""
 
 
 class CritiqueSpec(Strict):
@@ -122,15 +166,84 @@ class CritiqueSpec(Strict):
     """Refinements whose answer fails the grader: keep them, drop them from training, or keep and only count."""
 
 
+DEEPSPEED_PRESETS = ("zero1", "zero2", "zero3", "zero3_offload")
+"""DeepSpeed configs shipped in harness/axolotl/deepspeed/ (Axolotl's wheel ships none)."""
+
+
+class LauncherSpec(Strict):
+    """How `axolotl train` starts its processes. A bare string (`launcher: torchrun`) sets only `kind`."""
+
+    kind: Literal["python", "accelerate", "torchrun"] = "python"
+    """`python`: one process in `axolotl train --launcher python` (the CPU, or one GPU); `torchrun` or
+    `accelerate`: one process per GPU."""
+    num_processes: int = Field(default=1, ge=1)
+    """Processes (GPUs) per machine."""
+    num_machines: int = Field(default=1, ge=1)
+    """Machines (nodes) in the job, each running num_processes; more than one: `cgd train --emit-slurm`, or
+    `cgd train --node-rank R` on every machine."""
+    machine_rank: int = Field(default=0, ge=0)
+    """This machine's rank, 0 on the main machine (Slurm scripts pass SLURM_NODEID instead)."""
+    main_process_ip: str | None = None
+    """Address of the rank-0 machine, where the processes meet (Slurm scripts use the job's first node)."""
+    main_process_port: int = Field(default=29500, ge=1, le=65535)
+    """Rendezvous port on the rank-0 machine."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_shorthand(cls, data: Any) -> Any:
+        return {"kind": data} if isinstance(data, str) else data
+
+
+class FSDPSpec(Strict):
+    """PyTorch FSDP2 sharding, rendered as Axolotl's `fsdp_version: 2` plus `fsdp_config:`; more keys can go in
+    `train.axolotl.fsdp_config`."""
+
+    offload_params: bool = False
+    """Keep sharded parameters and gradients in CPU memory between uses: slower, fits bigger models."""
+    activation_checkpointing: bool = True
+    """Recompute activations in the backward pass (FSDP's own, instead of gradient_checkpointing)."""
+    auto_wrap_policy: Literal["TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP"] = "TRANSFORMER_BASED_WRAP"
+    """How the model is cut into shards: per decoder layer, or by parameter count."""
+    transformer_layer_cls_to_wrap: str | None = None
+    """Decoder layer class to shard by (e.g. Qwen2DecoderLayer, LlamaDecoderLayer); default: the model's own
+    `_no_split_modules`."""
+    state_dict_type: Literal["FULL_STATE_DICT", "SHARDED_STATE_DICT"] = "FULL_STATE_DICT"
+    """How checkpoints are written while training; the final model is always a full Hugging Face folder."""
+    reshard_after_forward: bool = True
+    """Free gathered parameters after each layer's forward (ZeRO-3-like); false keeps them (ZeRO-2-like: more
+    memory, less communication)."""
+    cpu_ram_efficient_loading: bool = True
+    """Load the weights on rank 0 only and broadcast them (saves host memory with big models)."""
+
+
+class CheckpointSelectionSpec(Strict):
+    """Keep the best checkpoint as scored on prompts held out from training (never on a test benchmark)."""
+
+    holdout: int = Field(default=32, ge=1)
+    """Prompts with a reference answer held out from every variant's training rows: chosen by a hash of their
+    id, so the same prompts for every variant and seed."""
+    every_steps: int | None = Field(default=None, ge=1)
+    """Save (and later score) a checkpoint every N optimizer steps; default: 4 per run. All are kept until
+    scored; their optimizer states are deleted once the stage is done."""
+    metric: Literal["accuracy"] = "accuracy"
+    """Score of a checkpoint: the share of held-out prompts whose greedy answer (the student's chat template,
+    the plain prompt) matches the reference answer (harness.grading). Ties go to the later checkpoint."""
+    max_tokens: int = Field(default=512, ge=1)
+    """Generation cap per held-out prompt."""
+    batch_size: int = Field(default=16, ge=1)
+    """Held-out prompts per generate call."""
+
+
 class TrainSpec(Strict):
     method: Literal["full", "lora"] = "full"
-    """Full fine-tune or LoRA."""
+    """Full fine-tune or LoRA (the LoRA adapter is merged into a plain Hugging Face model after training)."""
     learning_rate: float = Field(default=1.0e-6, gt=0)
     """Peak learning rate."""
     epochs: float = Field(default=1, gt=0)
     """Passes over the exported dataset."""
     global_batch_size: int = Field(default=64, ge=1)
-    """Sequences per optimizer step across all processes."""
+    """Sequences per optimizer step across all processes: micro_batch_size x gradient accumulation x
+    launcher.num_processes x launcher.num_machines."""
     micro_batch_size: int | None = Field(default=None, ge=1)
     """Per-device batch; default: the largest of 1, 2, 4, 8 dividing the per-process batch."""
     sequence_len: int = Field(default=4096, ge=16)
@@ -141,12 +254,31 @@ class TrainSpec(Strict):
     """Axolotl `lr_scheduler`."""
     sample_packing: bool | None = None
     """Pack short examples into full sequences; default on GPU, off on CPU."""
-    launcher: Literal["python", "accelerate", "torchrun"] = "python"
-    """How `axolotl train` starts its processes."""
-    num_processes: int = Field(default=1, ge=1)
-    """Training processes (GPUs) on this node."""
+    launcher: LauncherSpec = Field(default_factory=LauncherSpec)
+    """How `axolotl train` starts its processes: kind (python, accelerate, torchrun), processes per machine,
+    machines, and the rendezvous of a multi-machine job."""
+    num_processes: int | None = Field(default=None, ge=1)
+    """Same as launcher.num_processes (kept for older recipes)."""
+    deepspeed: str | None = None
+    """DeepSpeed: a shipped preset (zero1, zero2, zero3, zero3_offload) or the path of a DeepSpeed JSON
+    (relative to the recipe's folder). GPU only: runs without a GPU leave it out."""
+    fsdp: FSDPSpec | None = None
+    """PyTorch FSDP2 instead of DeepSpeed (`fsdp: {}` takes the defaults). GPU only."""
+    select_checkpoint: CheckpointSelectionSpec | None = None
+    """Score checkpoints on held-out prompts and keep the best (off: keep the final model)."""
     axolotl: dict[str, Any] = Field(default_factory=dict)
     """Any other Axolotl key, passed through untouched (it wins over rendered values)."""
+
+    @model_validator(mode="after")
+    def _legacy_num_processes(self) -> TrainSpec:
+        if self.num_processes is not None and "num_processes" not in self.launcher.model_fields_set:
+            self.launcher.num_processes = self.num_processes
+        return self
+
+    @property
+    def world_size(self) -> int:
+        """Training processes across all machines."""
+        return self.launcher.num_processes * self.launcher.num_machines
 
 
 class EvalSpec(Strict):
@@ -156,6 +288,57 @@ class EvalSpec(Strict):
     """Score only the first N items of each task (quick looks; never for published numbers)."""
     batch_size: int = Field(default=16, ge=1)
     """lm-eval batch size for the hf back-end."""
+
+
+PRICE_KEYS = frozenset({"input", "output", "cached_input", "cache_write", "batch_discount"})
+
+
+def _connection_checks(where: str, spec: ConnectionSpec, backend: str) -> list[tuple[str, str]]:
+    problems = []
+    if spec.vllm is not None and backend != "vllm":
+        problems.append((f"{where}.vllm", f"only used with back-end `vllm` (this one is `{backend}`)"))
+    if backend == "vllm" and spec.base_url:
+        problems.append((f"{where}.base_url", "back-end `vllm` starts its own server; to use a running one, "
+                                              "choose `openai_compat` with this base_url"))
+    serve = spec.vllm
+    if serve is not None and serve.flavor == "transformers" and (serve.tensor_parallel_size > 1
+                                                                 or serve.data_parallel_size > 1):
+        problems.append((f"{where}.vllm", "transformers serve has no tensor or data parallelism"))
+    if spec.retry_max_backoff_s < spec.retry_backoff_s:
+        problems.append((f"{where}.retry_max_backoff_s", "must be at least retry_backoff_s"))
+    return problems
+
+
+def _train_checks(recipe: Recipe) -> list[tuple[str, str]]:
+    t, launch = recipe.train, recipe.train.launcher
+    problems = []
+    if t.num_processes is not None and t.num_processes != launch.num_processes:
+        problems.append(("train.num_processes", f"says {t.num_processes} but train.launcher.num_processes says "
+                                                f"{launch.num_processes}; keep one"))
+    world = t.world_size
+    if t.global_batch_size % world:
+        problems.append(("train.global_batch_size", f"must be divisible by the number of training processes "
+                                                    f"({world} = launcher.num_processes x launcher.num_machines)"))
+    elif t.micro_batch_size and (t.global_batch_size // world) % t.micro_batch_size:
+        problems.append(("train.micro_batch_size", f"must divide the per-process batch ({t.global_batch_size} / "
+                                                   f"{world} processes = {t.global_batch_size // world})"))
+    if launch.kind == "python" and world > 1:
+        where = "train.num_processes" if t.num_processes is not None else "train.launcher.kind"
+        problems.append((where, f"launcher `python` runs one process, but {world} are asked for; use torchrun "
+                                "or accelerate"))
+    if launch.machine_rank >= launch.num_machines:
+        problems.append(("train.launcher.machine_rank", f"must be below num_machines ({launch.num_machines})"))
+    if t.deepspeed is not None and t.fsdp is not None:
+        problems.append(("train.fsdp", "DeepSpeed and FSDP cannot be combined; keep one of train.deepspeed and "
+                                       "train.fsdp"))
+    if t.deepspeed is not None and t.deepspeed not in DEEPSPEED_PRESETS and not t.deepspeed.endswith(".json"):
+        problems.append(("train.deepspeed", f"unknown DeepSpeed preset '{t.deepspeed}'; available: "
+                                            f"{', '.join(DEEPSPEED_PRESETS)}, or the path of a .json file"))
+    select = t.select_checkpoint
+    if select is not None and recipe.data.limit is not None and select.holdout >= recipe.data.limit:
+        problems.append(("train.select_checkpoint.holdout", f"holds out {select.holdout} of data.limit "
+                                                            f"{recipe.data.limit} prompts: nothing left to train on"))
+    return problems
 
 
 class Recipe(Strict):
@@ -200,10 +383,19 @@ class Recipe(Strict):
             problems.append(("variants", "lists a variant twice"))
         if not self.variants:
             problems.append(("variants", "must name at least one variant"))
-        if self.train.global_batch_size % self.train.num_processes:
-            problems.append(("train.global_batch_size", "must be divisible by train.num_processes"))
+        problems += _train_checks(self)
         if self.seeds is not None and not self.seeds:
             problems.append(("seeds", "must not be empty"))
+        problems += _connection_checks("teacher", self.teacher, self.teacher.provider)
+        problems += _connection_checks("student", self.student, self.student.backend)
+        if self.teacher.price:
+            unknown = sorted(set(self.teacher.price) - PRICE_KEYS)
+            if unknown:
+                problems.append(("teacher.price", f"unknown price key(s) {', '.join(unknown)}; "
+                                                  f"known: {', '.join(sorted(PRICE_KEYS))}"))
+            missing = sorted({"input", "output"} - set(self.teacher.price))
+            if missing:
+                problems.append(("teacher.price", f"needs {' and '.join(missing)} (USD per million tokens)"))
         if problems:
             raise CrossCheckError(problems)
         return self

@@ -12,7 +12,7 @@ TEACHER_ONLY = ("oracle",)  # the oracle answers tiny-world teacher prompts; it 
 
 def semantic_problems(recipe: Any) -> list[tuple[str, str]]:
     from harness.evaluation import available_suites
-    from harness.llm import BACKENDS
+    from harness.llm import BACKENDS, BATCH_CAPABLE, canonical
     from harness.prompts import available_styles
 
     problems: list[tuple[str, str]] = []
@@ -33,6 +33,12 @@ def semantic_problems(recipe: Any) -> list[tuple[str, str]]:
             problems.append((f"eval.suites.{i}", f"unknown eval suite '{suite}'; available: {', '.join(suites)}"))
     if recipe.student.backend == "hf" and recipe.student.base_url:
         problems.append(("student.base_url", "the hf back-end runs in-process; base_url needs backend openai_compat"))
+    if recipe.teacher.batch and canonical(recipe.teacher.provider) not in BATCH_CAPABLE:
+        problems.append(("teacher.batch", f"provider '{recipe.teacher.provider}' has no batch API; batch mode "
+                                          f"works with {', '.join(BATCH_CAPABLE)}"))
+    if recipe.student.backend in ("openai", "anthropic") and not recipe.student.api_key_env:
+        problems.append(("student.api_key_env", f"{recipe.student.backend} needs the name of the environment "
+                                                "variable that holds its API key"))
     if recipe.teacher.provider in ("openai", "anthropic") and not recipe.teacher.api_key_env:
         problems.append(("teacher.api_key_env", f"{recipe.teacher.provider} needs the name of the environment "
                                                 "variable that holds its API key"))

@@ -18,7 +18,7 @@ def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
     style = PromptStyle.from_params(ctx.params["style"])
     generation = ctx.params["teacher"]["generation"]
     job = teacher_job(ctx.recipe, lambda rec: chat(style.answer_messages(rec["prompt"]), generation),
-                      verified_answer("teacher_answer"))
+                      verified_answer("teacher_answer"), workdir=ctx.path)
     out, stats = run_generation(ctx, inputs["data"].records, job, "answer (teacher)")
     if stats.get("unsent"):
         raise StageFailed(ctx.name, f"teacher.budget_usd reached with {stats['unsent']} requests unsent")

@@ -33,7 +33,7 @@ def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
         return StageOutput(records=out, info={"requests": 0, "ok": len(out), "failed": 0, "cost_usd": 0.0})
     generation = ctx.params["teacher"]["generation"]
     job = teacher_job(ctx.recipe, lambda rec: chat(style.critique_messages(rec["prompt"], rec["draft"]), generation),
-                      _parse)
+                      _parse, workdir=ctx.path)
     out, stats = run_generation(ctx, drafts, job, "critique (teacher)")
     if stats.get("unsent"):
         raise StageFailed(ctx.name, f"teacher.budget_usd reached with {stats['unsent']} requests unsent; finished work "

@@ -33,7 +33,7 @@ def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
     generation = ctx.params["teacher"]["generation"]
     job = teacher_job(
         ctx.recipe, lambda rec: chat(style.refine_messages(rec["prompt"], rec["draft"], rec["critique"]), generation),
-        verified_answer("refined"),
+        verified_answer("refined"), workdir=ctx.path,
     )
     out, stats = run_generation(ctx, todo, job, "refine (teacher)")
     if stats.get("unsent"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
 from harness.stages.base import StageContext, StageInput, StageOutput
 
 KIND = "student"
@@ -27,9 +29,16 @@ def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
         corpus = []
         for style in p["styles"]:
             corpus += load_style(style).corpus()
-        stats = build_tiny_student(out, train_rows=read_jsonl(Path(p["train_path"])), extra_corpus=corpus,
-                                   warmup_steps=tiny["warmup_steps"], hidden_size=tiny["hidden_size"],
-                                   num_layers=tiny["num_layers"], seed=p["seed"],
-                                   num_threads=ctx.runtime.get("threads"))
+        with Progress(TextColumn("[bold]warm-up"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+                      TimeElapsedColumn(), TimeRemainingColumn(), console=ctx.console) as bar:
+            task = bar.add_task("warm-up", total=tiny["warmup_steps"], loss="")
+
+            def on_step(step: int, loss: float) -> None:
+                bar.update(task, completed=step, loss=f"loss {loss:.3f}")
+
+            stats = build_tiny_student(out, train_rows=read_jsonl(Path(p["train_path"])), extra_corpus=corpus,
+                                       warmup_steps=tiny["warmup_steps"], hidden_size=tiny["hidden_size"],
+                                       num_layers=tiny["num_layers"], seed=p["seed"],
+                                       num_threads=ctx.runtime.get("threads"), on_step=on_step)
         ctx.log(f"built: {stats}")
     return StageOutput(info={"model_path": str(out), "built": True})

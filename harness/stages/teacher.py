@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from harness.llm import Backend, ChatRequest, make_backend
+from harness.errors import HarnessError
+from harness.llm import BATCH_CAPABLE, Backend, ChatRequest, canonical, make_backend
 from harness.pricing import Price, price_for
 from harness.stages.generation import GenerationJob, Parser
 
 
 def teacher_params(recipe: Any) -> dict[str, Any]:
-    """The teacher fields that change what comes back (part of every teacher stage's fingerprint)."""
+    """The teacher fields that change what comes back (part of every teacher stage's fingerprint). Speed and
+    money settings (concurrency, rate limits, retries, batch, budget) are not: they never change an answer."""
     t = recipe.teacher
-    return {"provider": t.provider, "model": t.model, "generation": t.generation.model_dump(),
-            "base_url": t.base_url if t.provider in ("openai_compat", "vllm", "hf") else None}
+    provider = canonical(t.provider)
+    return {"provider": provider, "model": t.model, "generation": t.generation.model_dump(),
+            "base_url": t.base_url if provider in ("openai_compat", "vllm", "hf") else None}
 
 
 def request_params(generation: dict[str, Any]) -> dict[str, Any]:
@@ -21,12 +25,16 @@ def request_params(generation: dict[str, Any]) -> dict[str, Any]:
             "max_tokens": generation["max_tokens"], "n": generation["n"], "seed": generation["seed"]}
 
 
-def teacher_job(recipe: Any, build: Any, parse: Parser) -> GenerationJob:
+def teacher_job(recipe: Any, build: Any, parse: Parser, workdir: Path | None = None) -> GenerationJob:
     t = recipe.teacher
-    backend: Backend = make_backend(t.provider, t, t.model)
-    price: Price = price_for(t.provider, t.model, t.price)
-    return GenerationJob(backend=backend, backend_name=t.provider, price=price, build=build, parse=parse,
-                         budget_usd=t.budget_usd)
+    provider = canonical(t.provider)
+    if t.batch and provider not in BATCH_CAPABLE:
+        raise HarnessError(f"teacher.batch: provider '{t.provider}' has no batch API (only {', '.join(BATCH_CAPABLE)})")
+    backend: Backend = make_backend(provider, t, t.model, workdir=workdir)
+    price: Price = price_for(provider, t.model, t.price)
+    return GenerationJob(backend=backend, backend_name=provider, price=price, build=build, parse=parse,
+                         budget_usd=t.budget_usd, max_malformed_retries=t.max_malformed_retries, batch=t.batch,
+                         batch_poll_s=t.batch_poll_s, batch_max_requests=t.batch_max_requests)
 
 
 def chat(messages: list[dict[str, str]], generation: dict[str, Any]) -> ChatRequest:

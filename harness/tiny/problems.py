@@ -24,6 +24,7 @@ WORD_TO_OP = {"add": "+", "subtract": "-", "multiply by": "*"}
 # Split sizes: the warm-up split teaches the student the format; train holds the recipe's prompts (never seen in
 # warm-up, so drafts are real attempts); test is the held-out evaluation suite.
 SPLITS = {"warmup": (4000, 11), "train": (400, 22), "test": (200, 33)}
+"""split -> (rows, seed)."""
 
 
 def apply(op: str, a: int, b: int) -> int:
@@ -69,14 +70,15 @@ def parse_question(text: str) -> Problem | None:
 
 
 def sample(rng: random.Random) -> Problem:
-    start = rng.randint(2, 60)
+    """Small numbers keep the arithmetic learnable by a sub-million parameter model in a minute or two."""
+    start = rng.randint(2, 30)
     op1 = rng.choice("+-*")
-    x = rng.randint(2, 9) if op1 == "*" else rng.randint(2, 40)
+    x = rng.randint(2, 5) if op1 == "*" else rng.randint(2, 20)
     if op1 == "-":
         x = rng.randint(1, start)  # keep intermediate results non-negative
     mid = apply(op1, start, x)
-    op2 = rng.choice("+-") if mid > 150 else rng.choice("+-*")
-    y = rng.randint(2, 9) if op2 == "*" else rng.randint(2, 40)
+    op2 = rng.choice("+-") if mid > 60 else rng.choice("+-*")
+    y = rng.randint(2, 5) if op2 == "*" else rng.randint(2, 20)
     if op2 == "-":
         y = rng.randint(1, max(1, mid))
     return Problem(start, op1, x, op2, y)
@@ -96,7 +98,10 @@ def generate(n: int, seed: int, exclude: set[str] | None = None) -> list[Problem
 
 
 def row(p: Problem, index: int, split: str) -> dict:
-    return {"id": f"{split}-{index:05d}", "question": p.question, "answer": p.solution, "final": str(p.answer)}
+    # Like many real instruction sets, the recipe's own split answers tersely (the SFT target), while the
+    # warm-up split and the teacher show their work: SFT and distilled SFT then differ as in the paper.
+    answer = f"The answer is \\boxed{{{p.answer}}}." if split == "train" else p.solution
+    return {"id": f"{split}-{index:05d}", "question": p.question, "answer": answer, "final": str(p.answer)}
 
 
 def build_splits() -> dict[str, list[dict]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,8 @@ def _encode_pairs(tokenizer: Any, rows: list[dict[str, str]]) -> list[tuple[list
 
 
 def warm_up(model: Any, tokenizer: Any, rows: list[dict[str, str]], steps: int, seed: int,
-            batch_size: int = 64, lr: float = 2e-3) -> dict[str, float]:
+            batch_size: int = 32, lr: float = 3e-3,
+            on_step: Callable[[int, float], None] | None = None) -> dict[str, float]:
     """Plain-torch next-token training on the solutions only (the prompt is masked)."""
     import torch
 
@@ -100,13 +102,17 @@ def warm_up(model: Any, tokenizer: Any, rows: list[dict[str, str]], steps: int, 
         sched.step()
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
+        if on_step:
+            on_step(len(losses), losses[-1])
     model.eval()
-    return {"steps": steps, "first_loss": round(losses[0], 4), "final_loss": round(sum(losses[-20:]) / min(20, len(losses)), 4)}
+    tail = losses[-20:]
+    return {"steps": steps, "first_loss": round(losses[0], 4), "final_loss": round(sum(tail) / len(tail), 4)}
 
 
 def build_tiny_student(out: Path, *, train_rows: list[dict[str, str]], extra_corpus: list[str], warmup_steps: int,
                        hidden_size: int = 128, num_layers: int = 4, seed: int = 0,
-                       num_threads: int | None = None) -> dict[str, Any]:
+                       num_threads: int | None = None,
+                       on_step: Callable[[int, float], None] | None = None) -> dict[str, Any]:
     """Write a Hugging Face model folder (weights, tokenizer, chat template) to `out`; return warm-up stats."""
     import torch
 
@@ -118,7 +124,7 @@ def build_tiny_student(out: Path, *, train_rows: list[dict[str, str]], extra_cor
     corpus = [f"{r['question']}\n{r['answer']}" for r in train_rows] + extra_corpus + critique_phrases()
     tokenizer = build_tokenizer(corpus)
     model = build_model(tokenizer, hidden_size, num_layers, seed)
-    stats = warm_up(model, tokenizer, train_rows, warmup_steps, seed)
+    stats = warm_up(model, tokenizer, train_rows, warmup_steps, seed, on_step=on_step)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     tmp = out.with_name(out.name + ".partial")
