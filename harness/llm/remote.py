@@ -274,11 +274,10 @@ class _ClientPool:
             await client.close()
 
 
-class OpenAICompatBackend(Backend):
-    """Chat completions on any OpenAI-compatible server (vLLM, SGLang, TGI, llama.cpp, transformers serve)."""
+class SDKBackend(Backend):
+    """What the SDK-backed back-ends share: the key from the environment and a lazily built pool of clients."""
 
-    name = "openai_compat"
-    key_required = False
+    key_required = True
 
     def __init__(self, model: str, *, base_url: str | None, api_key_env: str | None,
                  policy: SendPolicy | None = None) -> None:
@@ -288,10 +287,7 @@ class OpenAICompatBackend(Backend):
         self._pool: _ClientPool | None = None
 
     def _make_client(self) -> Any:
-        import openai
-
-        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self._key, timeout=self.policy.timeout_s,
-                                  max_retries=0, http_client=_http_client(openai, self.policy))
+        raise NotImplementedError
 
     @property
     def pool(self) -> _ClientPool:
@@ -302,6 +298,24 @@ class OpenAICompatBackend(Backend):
     @property
     def client(self) -> Any:
         return self.pool.first
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+class OpenAICompatBackend(SDKBackend):
+    """Chat completions on any OpenAI-compatible server (vLLM, SGLang, TGI, llama.cpp, transformers serve)."""
+
+    name = "openai_compat"
+    key_required = False
+
+    def _make_client(self) -> Any:
+        import openai
+
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self._key, timeout=self.policy.timeout_s,
+                                  max_retries=0, http_client=_http_client(openai, self.policy))
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         """One chat completion. Sent with the SDK's raw `post` (its documented way to call an endpoint directly):
@@ -319,11 +333,6 @@ class OpenAICompatBackend(Backend):
             return openai_result(json.loads(resp.content))
         except Exception as exc:  # noqa: BLE001 - not JSON, or not the schema
             raise _malformed(exc) from None
-
-    async def aclose(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
 
 
 @functools.cache
@@ -412,31 +421,14 @@ class OpenAIBackend(OpenAICompatBackend, BatchBackend):
         return None
 
 
-class AnthropicBackend(Backend, BatchBackend):
+class AnthropicBackend(SDKBackend, BatchBackend):
     name = "anthropic"
-
-    def __init__(self, model: str, *, base_url: str | None, api_key_env: str | None,
-                 policy: SendPolicy | None = None) -> None:
-        super().__init__(model, policy=policy)
-        self.base_url = base_url
-        self._key = api_key_from_env(api_key_env, required=True, provider=self.name)
-        self._pool: _ClientPool | None = None
 
     def _make_client(self) -> Any:
         import anthropic
 
         return anthropic.AsyncAnthropic(base_url=self.base_url, api_key=self._key, timeout=self.policy.timeout_s,
                                         max_retries=0, http_client=_http_client(anthropic, self.policy))
-
-    @property
-    def pool(self) -> _ClientPool:
-        if self._pool is None:
-            self._pool = _ClientPool(self._make_client, self.policy)
-        return self._pool
-
-    @property
-    def client(self) -> Any:
-        return self.pool.first
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         """One message per sample (the Messages API has no `n`), through the SDK's raw `post` like the OpenAI
@@ -516,8 +508,3 @@ class AnthropicBackend(Backend, BatchBackend):
             if batch.created_at.timestamp() >= since - 5 and total == count:
                 found.append(batch.id)
         return found[0] if len(found) == 1 else None
-
-    async def aclose(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
