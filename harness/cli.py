@@ -63,6 +63,22 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Recipe files.")])
 
 
 @app.command()
+def keys(prefix: Annotated[str, typer.Argument(help="Only keys starting with this, e.g. train.")] = "") -> None:
+    """Every recipe key with its type, default and description."""
+    from rich.table import Table
+
+    from harness.recipe.reference import walk
+
+    table = Table(title="recipe keys", show_lines=False)
+    for col in ("key", "type", "default", "description"):
+        table.add_column(col, overflow="fold")
+    for row in walk():
+        if row[0].startswith(prefix):
+            table.add_row(*row)
+    _console().print(table)
+
+
+@app.command()
 def plan(recipe: Path, set_: Sets = None, runs_dir: RunsDir = None,
          as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show the stages, which are cached and which will run, request counts and the estimated teacher cost."""

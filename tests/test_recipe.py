@@ -97,3 +97,12 @@ def test_cross_field_problems_each_have_a_location(tmp_path):
     assert any("variants: lists a variant twice" in m for m in messages)
     assert any("student.tiny" in m for m in messages)
     assert all(p.line > 1 for p in err.value.problems)
+
+
+def test_every_recipe_key_is_documented():
+    from harness.recipe.reference import walk
+
+    rows = list(walk())
+    assert len(rows) > 40
+    undocumented = [key for key, _, _, doc in rows if not doc]
+    assert not undocumented, f"fields without a docstring: {undocumented}"
