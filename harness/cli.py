@@ -1,4 +1,4 @@
-"""The `cgd` command: validate, plan, run, status, inspect, report.
+"""The `cgd` command: validate, plan, run, status, inspect, report, leaderboard.
 
 Exit codes: 0 done, 1 a stage failed (its log tail is shown), 2 bad input. Tracebacks are for bugs only.
 """
@@ -100,9 +100,9 @@ def plan(recipe: Path, set_: Sets = None, runs_dir: RunsDir = None,
 def run(recipe: Path, until: Annotated[str | None, typer.Option(help="Stop after this stage kind.")] = None,
         set_: Sets = None, runs_dir: RunsDir = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary last.")] = False) -> None:
-    """Run what is not done yet, then print the comparison table."""
+    """Run what is not done yet, then print the comparison table (a matrix: its pivot) and write the reports."""
     from harness.pipeline import KINDS, Pipeline, run_lock
-    from harness.stages.report import build_table, to_markdown, to_rich
+    from harness.report.write import write_run_reports
     from harness.store import RunStore
 
     if until is not None and until not in KINDS:
@@ -115,18 +115,10 @@ def run(recipe: Path, until: Annotated[str | None, typer.Option(help="Stop after
             summaries = Pipeline(recipes, store, console).run(until=None if until == "report" else until)
     finally:
         store.close()
-    for summary in summaries:
-        if summary["results"]:
-            from harness.stages.report import load_results
-
-            table = build_table(load_results([Path(summary["run_dir"])]), summary["recipe"])
-            console.print(to_rich(table))
-            report_path = Path(summary["run_dir"]) / "report.md"
-            report_path.write_text(to_markdown(table))
-            summary["report"] = str(report_path)
-            console.print(f"report: {report_path}")
+    matrix = write_run_reports(summaries, recipes, store.root, console)
     if as_json:
-        print(json.dumps(summaries[0] if len(summaries) == 1 else {"runs": summaries}, indent=2))
+        out = summaries[0] if len(summaries) == 1 else {"runs": summaries, **({"matrix": matrix} if matrix else {})}
+        print(json.dumps(out, indent=2))
 
 
 @app.command()
@@ -175,24 +167,99 @@ def inspect(run_dir: Path, variant: Annotated[str, typer.Option(help="Which data
 
 
 @app.command()
-def report(run_dirs: Annotated[list[Path], typer.Argument(help="Run folders.")],
-           fmt: Annotated[str, typer.Option("--format", help="md, csv or json; terminal table if omitted.")] = "",
-           output: Annotated[Path | None, typer.Option("-o", help="Write to this file.")] = None) -> None:
-    """The comparison table of one or more runs."""
-    from harness.stages.report import RENDERERS, build_table, load_results, to_rich
+def report(run_dirs: Annotated[list[Path] | None, typer.Argument(
+               help="Run folders, or a matrix folder (RUNS_DIR/<matrix name>).")] = None,
+           fmt: Annotated[str, typer.Option("--format", help="md, html, csv or json; the terminal table if omitted "
+                                                              "(or taken from -o's suffix).")] = "",
+           output: Annotated[Path | None, typer.Option("-o", help="Write to this file.")] = None,
+           reference: Annotated[list[str] | None, typer.Option(
+               "--reference", help="Published results to show as extra rows (data/paper_results/NAME.json), "
+                                   "e.g. paper-llama (repeatable).")] = None,
+           versus: Annotated[list[str] | None, typer.Option(
+               "--versus", help="Also show deltas of the non-baseline rows against this variant, e.g. cft "
+                                "(repeatable).")] = None,
+           pair: Annotated[list[str] | None, typer.Option(
+               "--pair", help="Paired bootstrap of two rows, 'A,B' by row key (repeatable); default: every row "
+                              "against base, or in an ablation every setting against the first.")] = None,
+           bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples (0: no intervals).")] = 2000,
+           bootstrap_seed: Annotated[int, typer.Option(help="Seed of the bootstrap resampling.")] = 0) -> None:
+    """The comparison table of one or more runs; of several runs (a matrix), the pivot on the keys they differ in."""
+    from harness.report import RENDERERS, build_table, load_runs, to_rich
+    from harness.report.reference import available_references, read_reference
 
-    rows = load_results(run_dirs)
-    if not rows:
+    run_dirs = run_dirs or []
+    for name in reference or []:
+        if not name.endswith(".json") and name not in available_references():
+            _fail(f"--reference: unknown reference '{name}'; available: {', '.join(available_references())}", 2)
+        read_reference(name)
+    if not run_dirs and not reference:
+        _fail("give run folders, --reference NAME, or both", 2)
+    missing = [str(d) for d in run_dirs if not d.exists() and not list(d.parent.glob(f"{d.name}__*"))]
+    if missing:
+        _fail(f"no such run folder: {', '.join(missing)}", 2)
+    runs, title = load_runs(run_dirs) if run_dirs else ([], "")
+    runs = [r for r in runs if r.rows]
+    if run_dirs and not runs:
         _fail(f"no results.jsonl in {', '.join(map(str, run_dirs))} (has `cgd run` reached evaluate?)", 2)
-    table = build_table(rows, ", ".join(d.name for d in run_dirs))
+    if not fmt and output is not None:
+        fmt = {".md": "md", ".html": "html", ".htm": "html", ".csv": "csv", ".json": "json"}.get(output.suffix, "")
+    if fmt and fmt not in RENDERERS:
+        _fail(f"--format: unknown format '{fmt}'; available: {', '.join(RENDERERS)}", 2)
+    pairs = []
+    for text in pair or []:
+        split = _split_pair(text)
+        if split is None:
+            _fail(f"--pair: expected 'ROW_A,ROW_B', got '{text}'", 2)
+        pairs.append(split)
+    title = title or ", ".join(reference or [])
+    table = build_table(runs, title, references=reference, bootstrap=bootstrap, bootstrap_seed=bootstrap_seed,
+                        pairs=pairs or None, versus=versus)
     if not fmt:
         _console().print(to_rich(table))
         return
-    if fmt not in RENDERERS:
-        _fail(f"--format: unknown format '{fmt}'; available: {', '.join(RENDERERS)}", 2)
     text = RENDERERS[fmt](table)
     if output:
         output.write_text(text)
+        _console().print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+def _split_pair(text: str) -> tuple[str, str] | None:
+    """'A,B' split at the comma outside brackets (row keys like cgd[a=1,b=2] hold commas)."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            a, b = text[:i].strip(), text[i + 1:].strip()
+            return (a, b) if a and b else None
+    return None
+
+
+@app.command()
+def leaderboard(runs_dir: RunsDir = None,
+                sort: Annotated[str | None, typer.Option(
+                    "--sort", help="Column to sort by: a benchmark (math500 or MATH500), an average (math, "
+                                   "'Math avg'), or recipe, student, teacher, variant, seeds, cost, date. Default: "
+                                   "the first average.")] = None,
+                fmt: Annotated[str, typer.Option("--format", help="md, html or json.")] = "md",
+                output: Annotated[Path | None, typer.Option("-o", help="Write to this file.")] = None) -> None:
+    """Every finished run in the runs folder in one table, one row per run and variant."""
+    from harness.report import leaderboard as lb
+
+    if fmt not in lb.RENDERERS:
+        _fail(f"--format: unknown format '{fmt}'; available: {', '.join(lb.RENDERERS)}", 2)
+    root = runs_dir or default_runs_dir()
+    if not root.is_dir():
+        _fail(f"no runs folder at {root} (set --runs-dir or $CGD_RUNS_DIR)", 2)
+    try:
+        board = lb.sort_board(lb.collect(root), sort)
+    except HarnessError as exc:
+        _fail(str(exc), 2)
+    text = lb.RENDERERS[fmt](board)
+    if output:
+        output.write_text(text)
+        _console().print(f"wrote {output} ({len(board.entries)} rows)")
     else:
         sys.stdout.write(text)
 

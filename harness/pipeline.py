@@ -141,6 +141,9 @@ def build_graph(recipe: Recipe, store: RunStore, require_data: bool = True) -> R
         export_params = {"variant": variant, "style": style, "keep_unverified": recipe.critique.keep_unverified}
         if variant == "cgd":
             export_params |= {"specificity": recipe.critique.specificity, "seed": recipe.seed}
+            if recipe.critique.mix is not None:  # only when set, so recipes without a mix keep their fingerprints
+                right, wrong = recipe.critique.mix.shares
+                export_params["mix"] = {"right": right, "wrong": wrong}
         g.add(store, f"export:{variant}", "export", export_params,
               {SOURCE[variant]: SOURCE[variant], "student": "student"})
         for seed in recipe.train_seeds:

@@ -27,6 +27,7 @@ RENDERED_FROM = {
     "adapter": "train.method", "save_steps": "train.select_checkpoint", "save_total_limit": "train.select_checkpoint",
 }
 _KEY_RE = re.compile(r"^[A-Za-z_][\w.]*$")
+_SINK = open(os.devnull, "w")  # noqa: SIM115 - never closed: a handler created while quiet may keep writing here
 
 
 def _seed_path(recipe: Any) -> str:
@@ -113,7 +114,7 @@ def quiet_axolotl() -> Iterator[None]:
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink), contextlib.redirect_stdout(sink):
+        with contextlib.redirect_stderr(_SINK), contextlib.redirect_stdout(_SINK):
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):

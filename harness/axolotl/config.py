@@ -234,14 +234,17 @@ def assumed_gpu_capabilities(n_gpu: int = 8) -> tuple[dict, dict]:
 
 
 def local_capabilities() -> tuple[dict, dict]:
-    """This machine's capabilities, probed the way `axolotl train` probes them (CPU values without a GPU)."""
+    """This machine's capabilities, probed as `axolotl train` probes them (axolotl.cli.config.gpu_capabilities,
+    without importing axolotl.cli, whose import points Axolotl's logging at stdout); CPU values without a GPU."""
     import torch
 
     if not torch.cuda.is_available():
         return cpu_capabilities()
-    from axolotl.cli.config import gpu_capabilities
-
-    return gpu_capabilities()
+    props = torch.cuda.get_device_properties(0)
+    version = props.major * 10 + props.minor
+    return ({"bf16": torch.cuda.is_bf16_supported(), "fp8": version >= 89, "tf32": props.major >= 8,
+             "n_gpu": int(os.environ.get("WORLD_SIZE", 1)), "compute_capability": f"sm_{props.major}{props.minor}"},
+            {"torch_version": torch.__version__.split("+", 1)[0]})
 
 
 def _format_pydantic(exc: Any) -> list[str]:

@@ -7,7 +7,6 @@ import ast
 import collections
 import contextlib
 import json
-import os
 import re
 import signal
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.axolotl.config import read_config
+from harness.procs import stop_process_group
 
 LAUNCHERS = ("python", "accelerate", "torchrun")
 TAIL_LINES = 60
@@ -240,20 +240,6 @@ def _die_with_parent() -> Callable[[], None] | None:
     return hook
 
 
-def _kill_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
-    """Stop the child's whole process group (launchers fork workers): SIGTERM, then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def run_axolotl_train(config_path: Path, *, log_path: Path, launcher: Any, num_processes: int | None = None,
                       env: dict, on_progress: Callable[[dict], None] | None = None) -> TrainResult:
     """Train with `axolotl train`; resume from the newest checkpoint in the config's output_dir if any.
@@ -319,7 +305,7 @@ def run_axolotl_train(config_path: Path, *, log_path: Path, launcher: Any, num_p
                         on_progress({**entry, "step": step, "total_steps": total_steps})
             returncode = proc.wait()
         except BaseException:
-            _kill_group(proc)
+            stop_process_group(proc)
             raise
         finally:
             if stream is not None:

@@ -56,13 +56,14 @@ def render_sbatch(recipe: Any, *, recipe_path: Path, jobs: list[tuple[str, int]]
         lines.append("# Each model: the train stage starts its processes on this node.")
         for variant, seed in jobs:
             lines.append(_q([*cgd, "train", *common, "--variant", variant, "--seed", str(seed)]))
-        return "\n".join(lines) + "\n"
+        return "\n".join([*lines, *_epilogue(cgd, common)]) + "\n"
     node_cmd = _q(["exec", *cgd, "train", *common]) + (
         ' --variant "$VARIANT" --seed "$SEED" --node-rank "$SLURM_NODEID" --main-process-ip "$MAIN_IP"'
         ' --main-process-port "$MAIN_PORT"')
     lines += [
         "# The first node of the allocation is machine rank 0, where the processes meet.",
-        'MAIN_IP=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        'mapfile -t NODES < <(scontrol show hostnames "$SLURM_JOB_NODELIST")  # (no `| head`: SIGPIPE + pipefail)',
+        'MAIN_IP=${NODES[0]}',
         f"MAIN_PORT={launcher.main_process_port}",
         "export MAIN_IP MAIN_PORT",
         "",
@@ -74,4 +75,9 @@ def render_sbatch(recipe: Any, *, recipe_path: Path, jobs: list[tuple[str, int]]
         "  " + _q([*cgd, "train", *common]) + ' --variant "$VARIANT" --seed "$SEED"',
         "done",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *_epilogue(cgd, common)]) + "\n"
+
+
+def _epilogue(cgd: list[str], common: list[str]) -> list[str]:
+    return ["", "# Evaluation and the report (on this node) once every model is trained; uncomment to run them here:",
+            "# " + _q([*cgd, "run", *common])]

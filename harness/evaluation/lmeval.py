@@ -7,9 +7,10 @@ Back-ends (EvalBackend.kind):
   one server answers every generative task of a model. Log-likelihood tasks (multiple choice) cannot go through
   chat completions: they use the server's completions endpoint with prompt logprobs (`loglikelihood:
   completions`, which vLLM supports), lm-eval's in-process vLLM model (`vllm`) or transformers (`hf`).
-- `vllm`: start a server for the model with the generation back-end's launcher (see serving.py), then as
-  `served`; log-likelihood tasks run before it starts, with lm-eval's vLLM model when vLLM is importable here,
-  else transformers.
+- `vllm`: start a server for the model with the generation back-end's launcher (serving.py), then as `served`;
+  log-likelihood tasks run before it starts (lm-eval's vLLM model when vLLM is importable here, else
+  transformers). The evaluate stage (score_model) starts ONE server per model for all its suites, EvalPlus
+  included.
 """
 
 from __future__ import annotations

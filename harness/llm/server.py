@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.procs import stop_process_group
 
 _LIVE: set[ServerLauncher] = set()
 
@@ -155,15 +156,8 @@ class ServerLauncher:
     def stop(self, grace_s: float = 15.0) -> None:
         proc, self.proc = self.proc, None
         _LIVE.discard(self)
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        if proc is not None:
+            stop_process_group(proc, grace_s)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -157,6 +157,24 @@ class TeacherSpec(ConnectionSpec):
     record is marked failed with the reason."""
 
 
+class CritiqueMixSpec(Strict):
+    """Shares of right and wrong critiques (by the teacher's verdict) in the CGD dataset, like the paper's
+    filter_crit_ratios.py: every mix has min(|right|, |wrong|) examples, so every member of a matrix over the mix
+    trains on the same number of examples. Give one share (the other is the rest) or both (summing to 1)."""
+
+    right: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Share of examples whose critique concluded the draft was right."""
+    wrong: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Share of examples whose critique concluded the draft was wrong."""
+
+    @property
+    def shares(self) -> tuple[float, float]:
+        """(right, wrong), the missing one filled in."""
+        right = self.right if self.right is not None else 1.0 - (self.wrong or 0.0)
+        wrong = self.wrong if self.wrong is not None else 1.0 - right
+        return right, wrong
+
+
 class CritiqueSpec(Strict):
     style: str = "paper"
     """Prompt style from prompts/ (critique, refine and training-input templates)."""
@@ -164,6 +182,10 @@ class CritiqueSpec(Strict):
     """Critique put in the CGD input: the real one, one of another problem, boilerplate, or none."""
     keep_unverified: Literal["keep", "drop", "count"] = "keep"
     """Refinements whose answer fails the grader: keep them, drop them from training, or keep and only count."""
+    mix: CritiqueMixSpec | None = None
+    """Right/wrong critique shares of the CGD dataset, e.g. `{right: 0.25, wrong: 0.75}`: a seeded sample of
+    min(|right|, |wrong|) examples (records without a verdict are left out). A matrix varies it with
+    `critique.mix.right: [1.0, 0.75, 0.5, 0.25, 0.0]`. Unset: every record, whatever its verdict."""
 
 
 DEEPSPEED_PRESETS = ("zero1", "zero2", "zero3", "zero3_offload")
@@ -309,6 +331,21 @@ def _connection_checks(where: str, spec: ConnectionSpec, backend: str) -> list[t
     return problems
 
 
+def _mix_checks(recipe: Recipe) -> list[tuple[str, str]]:
+    mix = recipe.critique.mix
+    if mix is None:
+        return []
+    problems = []
+    if mix.right is None and mix.wrong is None:
+        problems.append(("critique.mix", "give the share of right critiques, of wrong ones, or both"))
+    elif mix.right is not None and mix.wrong is not None and abs(mix.right + mix.wrong - 1.0) > 1e-6:
+        problems.append(("critique.mix", f"right + wrong must be 1 (got {mix.right} + {mix.wrong} = "
+                                         f"{mix.right + mix.wrong:g})"))
+    if "cgd" not in recipe.variants:
+        problems.append(("critique.mix", "sets the CGD dataset's right/wrong shares, but variants has no cgd"))
+    return problems
+
+
 def _train_checks(recipe: Recipe) -> list[tuple[str, str]]:
     t, launch = recipe.train, recipe.train.launcher
     problems = []
@@ -335,6 +372,9 @@ def _train_checks(recipe: Recipe) -> list[tuple[str, str]]:
         problems.append(("train.deepspeed", f"unknown DeepSpeed preset '{t.deepspeed}'; available: "
                                             f"{', '.join(DEEPSPEED_PRESETS)}, or the path of a .json file"))
     select = t.select_checkpoint
+    if select is not None and t.fsdp is not None and t.fsdp.state_dict_type == "SHARDED_STATE_DICT":
+        problems.append(("train.fsdp.state_dict_type", "sharded checkpoints cannot be scored by "
+                                                       "train.select_checkpoint; use FULL_STATE_DICT"))
     if select is not None and recipe.data.limit is not None and select.holdout >= recipe.data.limit:
         problems.append(("train.select_checkpoint.holdout", f"holds out {select.holdout} of data.limit "
                                                             f"{recipe.data.limit} prompts: nothing left to train on"))
@@ -386,6 +426,7 @@ class Recipe(Strict):
         problems += _train_checks(self)
         if self.seeds is not None and not self.seeds:
             problems.append(("seeds", "must not be empty"))
+        problems += _mix_checks(self)
         problems += _connection_checks("teacher", self.teacher, self.teacher.provider)
         problems += _connection_checks("student", self.student, self.student.backend)
         if self.teacher.price:

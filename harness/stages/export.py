@@ -6,6 +6,10 @@ assistant turn (the target) is trained.
   distilled_sft  plain prompt -> the teacher's answer
   cft            prompt + draft -> the teacher's critique
   cgd            prompt + draft + critique (per critique.specificity) -> the refined answer
+
+With critique.mix, the CGD dataset is a seeded sample with the asked right/wrong verdict shares, of
+min(|right|, |wrong|) examples whatever the shares (the paper's filter_crit_ratios.py), so the members of a matrix
+over the mix train on equally many examples.
 """
 
 from __future__ import annotations
@@ -61,7 +65,28 @@ def build_rows(variant: str, records: list[Record], style: PromptStyle, params: 
     raise ValueError(f"no dataset for variant '{variant}'")
 
 
+def mix_counts(n_right: int, n_wrong: int, right_share: float) -> tuple[int, int]:
+    """How many right and wrong examples a mix takes: min(|R|, |W|) in all, split by the right share."""
+    size = min(n_right, n_wrong)
+    take_right = int(round(size * right_share))
+    return take_right, size - take_right
+
+
+def mix_records(records: list[Record], mix: dict[str, float], seed: int) -> list[Record]:
+    """A seeded sample of the records with the mix's right/wrong verdict shares, in their original order.
+
+    Records without a verdict are left out. Every mix of the same pool has min(|right|, |wrong|) records."""
+    right = [r for r in records if r.get("verdict") == "right"]
+    wrong = [r for r in records if r.get("verdict") == "wrong"]
+    take_right, take_wrong = mix_counts(len(right), len(wrong), mix["right"])
+    rng = random.Random(f"critique-mix:{seed}")
+    chosen = {id(r) for r in rng.sample(right, take_right)} | {id(r) for r in rng.sample(wrong, take_wrong)}
+    return [r for r in records if id(r) in chosen]
+
+
 def _cgd_rows(records: list[Record], style: PromptStyle, params: dict[str, Any]) -> list[dict]:
+    if params.get("mix"):
+        records = mix_records(records, params["mix"], params["seed"])
     specificity = params["specificity"]
     if specificity == "none":
         return [_row(r["id"], style.train_messages("cgd_no_critique", prompt=r["prompt"], draft=r["draft"]),
@@ -82,14 +107,28 @@ def _cgd_rows(records: list[Record], style: PromptStyle, params: dict[str, Any])
 def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
     variant = ctx.params["variant"]
     style = PromptStyle.from_params(ctx.params["style"])
-    rows = build_rows(variant, inputs[SOURCE[variant]].records, style, ctx.params)
+    records = inputs[SOURCE[variant]].records
+    rows = build_rows(variant, records, style, ctx.params)
+    extra: dict[str, Any] = {}
+    if variant == "cgd" and ctx.params.get("mix"):
+        pool = [r for r in records if r.get("status", "ok") == "ok"
+                and _verified(r, "refined", ctx.params["keep_unverified"])]
+        n_right = sum(r.get("verdict") == "right" for r in pool)
+        n_wrong = sum(r.get("verdict") == "wrong" for r in pool)
+        take_right, take_wrong = mix_counts(n_right, n_wrong, ctx.params["mix"]["right"])
+        extra["mix"] = {"shares": ctx.params["mix"], "pool": {"right": n_right, "wrong": n_wrong},
+                        "taken": {"right": take_right, "wrong": take_wrong}}
+        if not rows:
+            raise StageFailed(ctx.name, f"critique.mix needs critiques of both verdicts; the usable records have "
+                                        f"{n_right} right and {n_wrong} wrong")
+        ctx.log(f"critique mix: {take_right} right + {take_wrong} wrong of {n_right} right / {n_wrong} wrong")
     if not rows:
         raise StageFailed(ctx.name, f"no usable records for the {variant} dataset")
     path = ctx.path / "dataset.jsonl"
     write_jsonl(path, rows)
     check = check_masking(ctx, path, inputs["student"].info["model_path"])
     ctx.log(f"{variant}: {len(rows)} examples; masking verified on {check['examples']} by Axolotl's preprocessing")
-    return StageOutput(info={"dataset": str(path), "examples": len(rows), "mask_check": check})
+    return StageOutput(info={"dataset": str(path), "examples": len(rows), "mask_check": check, **extra})
 
 
 def check_masking(ctx: StageContext, dataset: Path, model_path: str) -> dict[str, Any]:

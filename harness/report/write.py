@@ -1,0 +1,55 @@
+"""What `cgd run` writes when it finishes: each run's report.md and report.html, and for a matrix recipe the
+pivot of its members in RUNS_DIR/<base name>/ (matrix.json, report.md, report.html)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from harness.report.html import to_html
+from harness.report.render import to_markdown, to_rich
+from harness.report.runs import load_runs, varied_settings, write_matrix_manifest
+from harness.report.table import ComparisonTable, build_table
+
+
+def write_table(table: ComparisonTable, folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    md, html = folder / "report.md", folder / "report.html"
+    md.write_text(to_markdown(table))
+    html.write_text(to_html(table))
+    return md, html
+
+
+def write_run_reports(summaries: list[dict[str, Any]], recipes: list[Any], runs_root: Path,
+                      console: Console) -> dict[str, Any] | None:
+    """Write every run's report (printing the table of a single run), then a matrix's pivot (printed). Returns the
+    matrix report's paths, or None."""
+    from harness.recipe import recipe_to_dict
+
+    single = len(summaries) == 1
+    for summary in summaries:
+        if not summary["results"]:
+            continue
+        run_dir = Path(summary["run_dir"])
+        runs, _ = load_runs([run_dir])
+        table = build_table(runs, summary["recipe"])
+        if single:
+            console.print(to_rich(table))
+        md, html = write_table(table, run_dir)
+        summary["report"], summary["report_html"] = str(md), str(html)
+        console.print(f"report: {md}  (HTML: {html})")
+    if single or not any(s["results"] for s in summaries):
+        return None
+    base = recipes[0].name.split("__")[0]
+    folder = runs_root / base
+    settings = varied_settings([recipe_to_dict(r) for r in recipes], [r.name for r in recipes])
+    write_matrix_manifest(folder, base, [(r.name, Path(s["run_dir"])) for r, s in zip(recipes, summaries, strict=True)],
+                          settings)
+    runs, title = load_runs([folder])
+    table = build_table([r for r in runs if r.rows], title)
+    console.print(to_rich(table))
+    md, html = write_table(table, folder)
+    console.print(f"matrix report: {md}  (HTML: {html})")
+    return {"dir": str(folder), "report": str(md), "report_html": str(html), "members": len(recipes)}
