@@ -159,19 +159,17 @@ def build_graph(recipe: Recipe, store: RunStore, require_data: bool = True) -> R
 def _eval_suites(recipe: Recipe) -> list[dict[str, Any]]:
     """The recipe's suites with its generation cap and added tasks (optional eval keys) applied."""
     ev = recipe.eval
-    add = getattr(ev, "add_tasks", None) or {}
-    return [load_suite(name, max_gen_toks=getattr(ev, "max_gen_toks", None), add_tasks=add.get(name))
-            for name in ev.suites]
+    return [load_suite(name, max_gen_toks=ev.max_gen_toks, add_tasks=ev.add_tasks.get(name)) for name in ev.suites]
 
 
 def _eval_backend(recipe: Recipe) -> dict[str, Any]:
     """How evaluate runs models (speed, not results): eval.backend if set, else `vllm` when the student is served
     by vLLM (the same launcher settings), else `hf`."""
     ev, s = recipe.eval, recipe.student
-    kind = getattr(ev, "backend", None) or ("vllm" if s.backend == "vllm" else "hf")
-    serve = s.vllm.model_dump() if getattr(s, "vllm", None) is not None else {}
-    spec = {"kind": kind, "serve": serve, "base_url": getattr(ev, "base_url", None)}
-    if getattr(ev, "loglikelihood", None):
+    kind = ev.backend or ("vllm" if s.backend == "vllm" else "hf")
+    serve = s.vllm.model_dump() if s.vllm is not None else {}
+    spec = {"kind": kind, "serve": serve, "base_url": ev.base_url}
+    if ev.loglikelihood:
         spec["loglikelihood"] = ev.loglikelihood
     return spec
 

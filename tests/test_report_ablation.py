@@ -171,3 +171,34 @@ def test_matrix_folder_report_and_html(matrix, tmp_path):
                                    "--pair", "base,cgd[specificity=generic]"])
     assert out.exit_code == 0, out.output
     assert "| base | cgd[specificity=generic] | tiny_arith | +20.0 |" in out.output
+
+
+def test_cgd_run_writes_member_reports_and_the_matrix_pivot(matrix):
+    """What `cgd run` does after a matrix's members finish (write_run_reports), on hand-made member folders."""
+    from rich.console import Console
+
+    from harness.paths import RECIPES_DIR
+    from harness.recipe import load_recipes
+    from harness.report.write import write_run_reports
+
+    runs_root, dirs = matrix
+    recipes = [r for r in load_recipes(RECIPES_DIR / "tiny-ablation.yaml")
+               if r.critique.specificity in CONDITIONS]
+    by_cond = {d.name.split("=")[-1]: d for d in dirs}
+    summaries = []
+    for r in recipes:
+        member = runs_root / r.name
+        if not member.exists():
+            by_cond[r.critique.specificity].rename(member)
+        summaries.append({"recipe": r.name, "run_dir": str(member), "results": str(member / "results.jsonl")})
+    console = Console(record=True, width=160)
+    matrix_info = write_run_reports(summaries, recipes, runs_root, console)
+    folder = runs_root / "tiny-ablation"
+    assert matrix_info["report_html"] == str(folder / "report.html") and (folder / "matrix.json").is_file()
+    for s in summaries:
+        assert Path(s["report"]).is_file() and Path(s["report_html"]).is_file()
+    printed = console.export_text()
+    assert "specificity" in printed and "matrix report:" in printed
+    md = (folder / "report.md").read_text()
+    assert md.startswith("# tiny-ablation\n") and "| variant | specificity | tiny_arith |" in md
+    assert "| cgd | specific | **62.5 ±3.5** |" in md

@@ -310,6 +310,17 @@ class EvalSpec(Strict):
     """Score only the first N items of each task (quick looks; never for published numbers)."""
     batch_size: int = Field(default=16, ge=1)
     """lm-eval batch size for the hf back-end."""
+    max_gen_toks: int | None = Field(default=None, ge=1)
+    """Generation cap for generative tasks, overriding the suites' (the paper: 8192 for Llama, 16384 for Qwen)."""
+    add_tasks: dict[str, list[str | dict[str, Any]]] = Field(default_factory=dict)
+    """Extra lm-eval tasks per suite name (task names or full task configs); part of that suite's hash."""
+    backend: Literal["hf", "vllm", "served"] | None = None
+    """How models are scored: in-process transformers, a vLLM server the harness starts, or an already running
+    OpenAI-compatible server at eval.base_url. Default: vllm when the student is served by vLLM, else hf."""
+    base_url: str | None = None
+    """Endpoint of the running server for `backend: served`."""
+    loglikelihood: Literal["auto", "completions", "vllm", "hf"] | None = None
+    """Where multiple-choice (log-likelihood) tasks run when generation is served; auto picks what is available."""
 
 
 PRICE_KEYS = frozenset({"input", "output", "cached_input", "cache_write", "batch_discount"})
@@ -429,6 +440,13 @@ class Recipe(Strict):
         problems += _mix_checks(self)
         problems += _connection_checks("teacher", self.teacher, self.teacher.provider)
         problems += _connection_checks("student", self.student, self.student.backend)
+        if self.eval.backend == "served" and not self.eval.base_url:
+            problems.append(("eval.backend", "`served` scores through a running server: set eval.base_url"))
+        if self.eval.base_url and self.eval.backend != "served":
+            problems.append(("eval.base_url", "only used with eval.backend: served"))
+        for suite in self.eval.add_tasks:
+            if suite not in self.eval.suites:
+                problems.append((f"eval.add_tasks.{suite}", f"suite '{suite}' is not in eval.suites"))
         if self.teacher.price:
             unknown = sorted(set(self.teacher.price) - PRICE_KEYS)
             if unknown:

@@ -31,9 +31,14 @@ def _delta_class(delta: float | None) -> str:
     return "pos" if d > 0 else "neg" if d < 0 else "zero"
 
 
+def _run_columns(table: ComparisonTable) -> list:
+    """Columns that some scored row has a value in (reference rows may bring columns the runs lack)."""
+    return [c for c in table.columns if any(c.id in r.cells for r in table.scored_rows)]
+
+
 def delta_chart(table: ComparisonTable) -> str:
     """Bars: each row's delta against base per column (in an ablation without base: against the first setting)."""
-    cols = table.columns
+    cols = _run_columns(table)
     rows = table.delta_rows()
     if rows:
         series = [(r.title, [table.delta_base(r, c.id) for c in cols]) for r in rows]
@@ -61,7 +66,7 @@ def ablation_heatmap(table: ComparisonTable) -> str:
     if not table.is_ablation:
         return ""
     rows = [r for r in table.rows if r.kind == "run"]
-    cols = table.columns
+    cols = _run_columns(table)
     return svg.heatmap([r.title for r in rows], [c.label for c in cols],
                        [[r.cells[c.id].mean if c.id in r.cells else None for c in cols] for r in rows],
                        title=f"Ablation: {', '.join(table.varied)} x benchmark",
@@ -82,6 +87,7 @@ def to_html(table: ComparisonTable) -> str:
     cols = table.columns
     rows: list[dict[str, Any]] = []
     seen_reference = False
+    has_runs = any(r.kind == "run" for r in table.rows)  # reference rows are greyed only beside run rows
     for r in table.rows:
         cells = []
         for c in cols:
@@ -90,8 +96,8 @@ def to_html(table: ComparisonTable) -> str:
                           "delta": fmt_delta(delta) if delta is not None else "", "delta_class": _delta_class(delta)})
         first_reference = r.kind == "reference" and not seen_reference
         seen_reference |= r.kind == "reference"
-        rows.append({"kind": r.kind, "index": index_cells(table, r), "cells": cells,
-                     "first_reference": first_reference and any(x.kind == "run" for x in table.rows)})
+        rows.append({"kind": r.kind if has_runs else "run", "index": index_cells(table, r), "cells": cells,
+                     "first_reference": first_reference and has_runs})
     names = best_baseline_names(table)
     sections = []
     for title, caption, section_rows, delta in table.delta_sections():
@@ -107,7 +113,7 @@ def to_html(table: ComparisonTable) -> str:
                                                             ("loss-chart", loss_chart(table))) if chart]
     pairs = [{"a": p.a, "b": p.b, "column": p.column, "diff": fmt_delta(p.diff), "cls": _delta_class(p.diff),
               "interval": f"[{fmt_delta(p.low)}, {fmt_delta(p.high)}]", "n": p.n} for p in table.pairs]
-    sources = ", ".join(dict.fromkeys(r.source for r in table.rows if r.source)) or "-"
+    sources = ", ".join(dict.fromkeys(s for r in table.rows for s in r.source.split(", ") if s)) or "-"
     return env.get_template("report.html.jinja").render(
         title=table.title, legend=LEGEND, group_legend=group_legend(table), varied=table.varied,
         index_headers=index_headers(table), groups=table.groups, columns=cols, rows=rows, sections=sections,
