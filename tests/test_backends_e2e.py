@@ -19,8 +19,8 @@ import pytest
 from harness.llm.base import ChatRequest
 from harness.llm.remote import anthropic_message_params, openai_chat_params
 from harness.paths import PROJECT_ROOT
-from harness.tiny.problems import generate
 from tests.fakes.provider import FakeProvider, FaultPlan, digest
+from tests.helpers.data import write_prompts
 
 CGD = [sys.executable, "-m", "harness.cli"]
 KEY_ENV = "CGD_E2E_TEACHER_KEY"
@@ -30,10 +30,7 @@ MODELS = {"anthropic": "claude-haiku-4-5", "openai": "gpt-4.1-mini"}
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "prompts.jsonl"
-    rows = [{"id": f"q{i:03d}", "question": p.question, "answer": p.solution} for i, p in enumerate(generate(500, 11))]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    return write_prompts(tmp_path_factory.mktemp("data") / "prompts.jsonl", 500, seed=11)
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,8 @@ import pytest
 from harness.errors import HarnessError
 from harness.llm.server import ServerLauncher, ServerStartError, ServeSettings
 from harness.paths import PROJECT_ROOT
-from harness.tiny.problems import generate
 from tests.fakes.provider import FakeProvider
+from tests.helpers.data import write_prompts
 from tests.helpers.tiny_model import build_random_tiny_model
 
 CGD = [sys.executable, "-m", "harness.cli"]
@@ -31,10 +31,7 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "prompts.jsonl"
-    rows = [{"id": f"q{i}", "question": p.question, "answer": p.solution} for i, p in enumerate(generate(40, 3))]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    return write_prompts(tmp_path_factory.mktemp("data") / "prompts.jsonl", 40, seed=3)
 
 
 def recipe(folder: Path, data: Path, student: str, teacher: str, limit: int) -> Path:
