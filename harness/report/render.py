@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from rich.console import Group as RichGroup
+from rich.markup import escape
 from rich.table import Table
 
 from harness.report.table import BASELINES, Cell, Column, ComparisonTable, Row, leaf_names, setting_text
@@ -118,11 +119,12 @@ def pairs_caption(table: ComparisonTable) -> str:
 
 def to_rich(table: ComparisonTable) -> RichGroup:
     cols = table.columns
-    main = Table(title=table.title, caption=f"{LEGEND} Bold: best in column; (Δ vs base). {group_legend(table)}")
+    main = Table(title=escape(table.title),
+                 caption=f"{LEGEND} Bold: best in column; (Δ vs base). {escape(group_legend(table))}")
     for i, name in enumerate(index_headers(table)):
-        main.add_column(name, style="bold" if i == 0 else None)
+        main.add_column(escape(name), style="bold" if i == 0 else None)
     for c in cols:
-        main.add_column(c.label, justify="right", style="cyan" if c.is_average else None)
+        main.add_column(escape(c.label), justify="right", style="cyan" if c.is_average else None)
     for row in table.rows:
         cells = []
         for c in cols:
@@ -134,7 +136,7 @@ def to_rich(table: ComparisonTable) -> RichGroup:
                 color = "green" if round(delta, 1) > 0 else "red" if round(delta, 1) < 0 else "dim"
                 text += f" [{color}]({fmt_delta(delta)})[/{color}]"
             cells.append(text)
-        label = index_cells(table, row)
+        label = [escape(x) for x in index_cells(table, row)]
         if row.kind == "reference":
             label[0] = f"[italic dim]{label[0]}[/italic dim]"
         main.add_row(*label, *cells)
@@ -142,24 +144,25 @@ def to_rich(table: ComparisonTable) -> RichGroup:
     for title, caption, rows, delta in table.delta_sections():
         if title == "Δ vs base":  # shown in the main table's cells
             continue
-        extra = Table(title=title, caption=caption or None)
+        extra = Table(title=escape(title), caption=escape(caption) or None)
         for name in index_headers(table):
-            extra.add_column(name)
+            extra.add_column(escape(name))
         for c in cols:
-            extra.add_column(c.label, justify="right")
+            extra.add_column(escape(c.label), justify="right")
         for r in rows:
-            extra.add_row(*index_cells(table, r), *(fmt_delta(delta(r, c.id)) for c in cols))
+            extra.add_row(*map(escape, index_cells(table, r)), *(fmt_delta(delta(r, c.id)) for c in cols))
         parts.append(extra)
     if table.pairs:
         pairs = Table(title=f"Paired bootstrap, b − a ({pairs_caption(table)})")
         for name in ("a", "b", "benchmark", "Δ", "interval", "items"):
-            pairs.add_column(name, justify="right" if name in ("Δ", "items") else "left")
+            pairs.add_column(name, justify="right" if name in ("Δ", "items") else "left",
+                             overflow="fold" if name in ("a", "b") else "ellipsis")
         for p in table.pairs:
-            pairs.add_row(p.a, p.b, p.column, fmt_delta(p.diff), f"[{fmt_delta(p.low)}, {fmt_delta(p.high)}]",
-                          str(p.n))
+            pairs.add_row(escape(p.a), escape(p.b), escape(p.column), fmt_delta(p.diff),
+                          escape(f"[{fmt_delta(p.low)}, {fmt_delta(p.high)}]"), str(p.n))
         parts.append(pairs)
     if table.notes:
-        parts.append("\n".join(f"note: {n}" for n in table.notes))
+        parts.append(escape("\n".join(f"note: {n}" for n in table.notes)))
     return RichGroup(*parts)
 
 

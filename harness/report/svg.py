@@ -60,6 +60,7 @@ def bar_chart(categories: list[str], series: list[tuple[str, list[float | None]]
     bar_w = 14 if n <= 4 else 10
     group_w = n * bar_w + 18
     left, top, plot_h = 56, 34, 220
+    group_w = max(group_w, (480 - left - 20) / len(categories))  # few categories: spread them over the width
     width = max(480, left + group_w * len(categories) + 20)
     ticks = _nice_ticks(min(0.0, min(values)), max(0.0, max(values)))
     lo, hi = ticks[0], ticks[-1]
@@ -75,7 +76,7 @@ def bar_chart(categories: list[str], series: list[tuple[str, list[float | None]]
     parts.append(f'<text transform="translate(14,{top + plot_h / 2:.0f}) rotate(-90)" font-size="11" '
                  f'text-anchor="middle">{escape(y_label)}</text>')
     for ci, cat in enumerate(categories):
-        gx = left + ci * group_w + 9
+        gx = left + ci * group_w + (group_w - n * bar_w) / 2
         for si, (label, vals) in enumerate(series):
             v = vals[ci]
             if v is None:
@@ -106,7 +107,7 @@ def heatmap(row_labels: list[str], col_labels: list[str], values: list[list[floa
     cell_w, cell_h = 70, 28
     left = 12 + max(_text_width(r, 12) for r in row_labels)
     top = 40 + max(_text_width(c, 11) for c in col_labels) * 0.6
-    width = left + cell_w * len(col_labels) + 20
+    width = max(left + cell_w * len(col_labels) + 20, 24 + _text_width(title, 14), 24 + _text_width(note, 10))
     height = top + cell_h * len(row_labels) + (34 if note else 16)
     parts = [f'<text x="12" y="20" font-size="14" font-weight="600">{escape(title)}</text>']
     for ci, col in enumerate(col_labels):

@@ -201,9 +201,10 @@ class ComparisonTable:
         return [r for r in self.scored_rows if r.variant != "base" and self.base_row(r) is not None]
 
     def best_baseline_rows(self) -> list[Row]:
-        """Rows compared with the best baseline (non-baseline rows, when the table has baselines)."""
+        """Rows compared with the best baseline (non-baseline rows, when the table has baselines besides base)."""
+        # With base the only baseline, this would repeat the deltas against base.
         return [r for r in self.scored_rows
-                if r.variant not in BASELINES and any(p.variant in BASELINES for p in self._peers(r))]
+                if r.variant not in BASELINES and any(p.variant in BASELINES[1:] for p in self._peers(r))]
 
 
 def _diff(a: Cell | None, b: Cell | None) -> float | None:
