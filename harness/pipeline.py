@@ -204,6 +204,10 @@ def describe_output(manifest: dict[str, Any]) -> str:
         return f"{info['examples']} examples"
     if "model_path" in info and "final_loss" in info:
         return f"model, final loss {info['final_loss']}"
+    if "results" in info:
+        return f"{info['results']} scores"
+    if "model_path" in info:
+        return "model"
     if info.get("failed"):
         return f"{manifest.get('records', 0)} records ({info['failed']} failed)"
     return f"{manifest.get('records', 0)} records"
