@@ -13,6 +13,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from harness.dicts import deep_merge
 from harness.paths import PROMPTS_DIR
 from harness.registry import UnknownName
 
@@ -23,13 +24,6 @@ def available_styles(folder: Path = PROMPTS_DIR) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
-def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def _read_style(name: str, folder: Path, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     path = folder / f"{name}.yaml"
     if not path.is_file():
@@ -38,7 +32,7 @@ def _read_style(name: str, folder: Path, seen: tuple[str, ...] = ()) -> dict[str
         raise ValueError(f"prompt style '{name}' extends itself (via {' -> '.join(seen)})")
     data = YAML(typ="safe").load(path.read_text()) or {}
     parent = data.pop("extends", None)
-    return _deep_merge(_read_style(parent, folder, (*seen, name)), data) if parent else data
+    return deep_merge(_read_style(parent, folder, (*seen, name)), data) if parent else data
 
 
 def _messages(template: dict[str, Any], fields: dict[str, str]) -> list[Message]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from harness.dicts import deep_merge
 from harness.errors import HarnessError
 from harness.recipe.schema import TrainSpec
 from harness.store import atomic_write_text, fingerprint
@@ -84,17 +85,6 @@ def cpu_omissions(train: TrainSpec) -> list[str]:
     if train.fsdp is not None:
         left.append("FSDP")
     return left
-
-
-def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    """`top` wins; nested dicts merge key by key, everything else (lists included) is replaced."""
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def _has_flash_attn() -> bool:

@@ -18,6 +18,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
+from harness.dicts import deep_merge
 from harness.errors import Problem, RecipeError
 from harness.recipe.schema import CrossCheckError, Recipe
 
@@ -83,13 +84,6 @@ def read_yaml(path: Path, display: str) -> Source:
     if not isinstance(data, CommentedMap):
         raise RecipeError([Problem(display, 1, 1, "a recipe must be a mapping of keys to values")])
     return Source(display, data, _positions(data))
-
-
-def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def _layers(path: Path, display: str, seen: tuple[Path, ...] = ()) -> list[Source]:
