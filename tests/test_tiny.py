@@ -47,3 +47,18 @@ def test_oracle_tells_the_three_teacher_requests_apart():
     assert refined == P.solution and grade(refined, "57")
     assert respond(STYLE.answer_messages(q)) == P.solution
     assert "cannot find a problem" in respond([{"role": "user", "content": "hello"}])
+
+
+def test_warm_up_refine_requests_hold_a_wrong_draft_and_its_critique():
+    import random
+
+    from harness.tiny.student import _refine_messages
+
+    row = {"question": P.question, "answer": P.solution}
+    rng = random.Random(0)
+    for _ in range(20):
+        system, user = _refine_messages(row, rng)
+        assert system["role"] == "system" and user["content"].startswith(f"Question: {P.question}")
+        draft = user["content"].split("Student's Initial Answer: ")[1].split("\n\nCritique: ")[0]
+        assert draft != P.solution
+        assert verdict_of(user["content"]) == "wrong"

@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness.stages.base import StageContext, StageInput, StageOutput
 
 KIND = "student"
-VERSION = 1
+VERSION = 2
 READS: tuple[str, ...] = ()
 WRITES: tuple[str, ...] = ()
 

@@ -20,6 +20,8 @@ CHAT_TEMPLATE = (
     " + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 VOCAB_SIZE = 768
+REFINE_SHARE = 0.25
+"""Share of warm-up steps spent on refine requests (see `warm_up`)."""
 
 
 def build_tokenizer(corpus: list[str]) -> Any:
@@ -56,14 +58,30 @@ def build_model(tokenizer: Any, hidden_size: int, num_layers: int, seed: int) ->
     return Qwen2ForCausalLM(config)
 
 
-def _encode_pairs(tokenizer: Any, rows: list[dict[str, str]]) -> list[tuple[list[int], int]]:
-    """(token ids, prompt length) per row: the user turn is the question, the assistant turn the solution."""
+def _refine_messages(row: dict[str, str], rng: random.Random) -> list[dict[str, str]]:
+    """A paper-style refine request about a slightly wrong draft of this problem, with the oracle's critique."""
+    from harness.prompts import load_style
+    from harness.tiny.oracle import critique
+    from harness.tiny.problems import parse_question
+
+    problem = parse_question(row["question"])
+    steps = [list(s) for s in problem.steps]
+    k = rng.randrange(len(steps))
+    steps[k][3] += rng.choice([-10, -2, -1, 1, 2, 10])
+    if k == 0:
+        steps[1][0] = steps[0][3]
+    draft = " ".join(f"{a}{op}{b}={r}." for a, op, b, r in steps) + f" The answer is \\boxed{{{steps[-1][3]}}}."
+    return load_style("paper").train_messages("cgd", prompt=row["question"], draft=draft,
+                                              critique=critique(problem, draft))
+
+
+def _encode(tokenizer: Any, conversations: list[tuple[list[dict[str, str]], str]]) -> list[tuple[list[int], int]]:
+    """(token ids, prompt length) per (user-side messages, assistant target)."""
     out = []
-    for r in rows:
-        prompt = tokenizer.apply_chat_template([{"role": "user", "content": r["question"]}],
-                                               add_generation_prompt=True, tokenize=False)
+    for messages, target in conversations:
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        t_ids = tokenizer(r["answer"] + "<|im_end|>", add_special_tokens=False)["input_ids"]
+        t_ids = tokenizer(target + "<|im_end|>", add_special_tokens=False)["input_ids"]
         out.append((p_ids + t_ids, len(p_ids)))
     return out
 
@@ -71,13 +89,20 @@ def _encode_pairs(tokenizer: Any, rows: list[dict[str, str]]) -> list[tuple[list
 def warm_up(model: Any, tokenizer: Any, rows: list[dict[str, str]], steps: int, seed: int,
             batch_size: int = 32, lr: float = 3e-3,
             on_step: Callable[[int, float], None] | None = None) -> dict[str, float]:
-    """Plain-torch next-token training on the solutions only (the prompt is masked)."""
+    """Plain-torch next-token training on the solutions only (the prompt is masked).
+
+    A REFINE_SHARE of the steps train on refine requests (a wrong draft and the oracle's critique in the paper's
+    CGD template -> the solution), so the student has seen long, template-shaped inputs the way an instruct model
+    has; without them CGD's inputs lie far outside anything it saw. Each batch is all-plain or all-refine, so
+    short batches are not padded to the long ones' width.
+    """
     import torch
 
     if steps <= 0:
         return {"steps": 0}
-    examples = _encode_pairs(tokenizer, rows)
     rng = random.Random(seed)
+    plain = _encode(tokenizer, [([{"role": "user", "content": r["question"]}], r["answer"]) for r in rows])
+    refine = _encode(tokenizer, [(_refine_messages(r, rng), r["answer"]) for r in rows])
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -86,7 +111,8 @@ def warm_up(model: Any, tokenizer: Any, rows: list[dict[str, str]], steps: int, 
     model.train()
     losses: list[float] = []
     for _ in range(steps):
-        batch = rng.sample(examples, min(batch_size, len(examples)))
+        pool = refine if rng.random() < REFINE_SHARE else plain
+        batch = rng.sample(pool, min(batch_size, len(pool)))
         width = max(len(ids) for ids, _ in batch)
         input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
         labels = torch.full((len(batch), width), -100, dtype=torch.long)
