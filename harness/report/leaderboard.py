@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.report.runs import read_jsonl
+from harness.report.runs import read_results
 from harness.report.table import Group, column_ids, headline_rows, make_groups, variant_rank
 
 META = ("recipe", "student", "teacher", "variant", "seeds", "cost", "date")
@@ -70,7 +70,7 @@ def collect(runs_dir: Path) -> Leaderboard:
     per_run = []
     for d in dirs:
         info = json.loads((d / "run.json").read_text())
-        rows = headline_rows(read_jsonl(d / "results.jsonl"))
+        rows = headline_rows(read_results(d))
         all_rows += rows
         per_run.append((d, info, rows))
     ids = column_ids(all_rows)

@@ -13,18 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from harness.report.table import ComparisonTable, LossCurve, RunData
+from harness.store import read_jsonl
 
 MATRIX_FILE = "matrix.json"
 IGNORED_KEYS = ("name",)
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+def read_results(run_dir: Path) -> list[dict[str, Any]]:
+    """A run folder's normalized result rows; none when it has not reached evaluate."""
+    path = run_dir / "results.jsonl"
+    return read_jsonl(path) if path.is_file() else []
 
 
 def load_results(run_dirs: list[Path]) -> list[dict[str, Any]]:
     """All result rows of the given run folders (matrix folders expand to their members)."""
-    return [row for d in expand_run_dirs(run_dirs) for row in read_jsonl(d / "results.jsonl")]
+    return [row for d in expand_run_dirs(run_dirs) for row in read_results(d)]
 
 
 def matrix_members(folder: Path) -> list[Path] | None:
@@ -85,7 +88,7 @@ def load_runs(run_dirs: list[Path]) -> tuple[list[RunData], str]:
         path = d / "run.json"
         infos.append(json.loads(path.read_text()) if path.is_file() else {})
     settings = varied_settings([i.get("recipe_config") for i in infos], [d.name for d in dirs])
-    runs = [RunData(d.name, read_jsonl(d / "results.jsonl"), s, d, i)
+    runs = [RunData(d.name, read_results(d), s, d, i)
             for d, s, i in zip(dirs, settings, infos, strict=True)]
     if len(run_dirs) == 1 and len(dirs) > 1:
         title = run_dirs[0].name
