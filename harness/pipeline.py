@@ -7,6 +7,7 @@ specificity probes, critiques and refines once and exports one dataset per membe
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from harness.paths import PROJECT_ROOT
 from harness.prompts import load_style
 from harness.recipe import Recipe, recipe_to_dict
 from harness.stages import STAGES
-from harness.stages.base import StageContext, StageFailed, StageInput
+from harness.stages.base import StageContext, StageFailed, StageInput, StagePartial
 from harness.store import RunStore, StageDir, atomic_write_json, file_lock, fingerprint
 
 KINDS = ("data", "student", "probe", "critique", "refine", "answer", "export", "train", "evaluate", "report")
@@ -254,12 +255,43 @@ class Pipeline:
         """Run every recipe's missing stages (or only `targets` and what they need); return one summary per recipe
         (what `cgd run --json` prints)."""
         results: dict[str, StageResult] = {}
+        held: set[str] = set()  # fingerprints of partial stages and of everything downstream of one
+        partial: list[StagePartial] = []
         for stage in self.unique_stages(until, targets):
-            results[stage.fingerprint] = self._run_stage(stage, results)
+            graph_stages = self._graph_of(stage)
+            if any(graph_stages[u].fingerprint in held for u in stage.inputs.values()):
+                held.add(stage.fingerprint)
+                results[stage.fingerprint] = StageResult(stage.name, stage.kind, "blocked", str(stage.dir.path), 0,
+                                                         0.0, {})
+                self.console.print(f"[yellow]∙[/yellow] {stage.name:<22} blocked  (an upstream stage is partial)")
+                continue
+            try:
+                results[stage.fingerprint] = self._run_stage(stage, results)
+            except StagePartial as exc:  # keep going with stages that do not need it; exit 1 at the end
+                held.add(stage.fingerprint)
+                partial.append(exc)
+                results[stage.fingerprint] = self._record_partial(stage, exc)
         summaries = []
         for graph in self.graphs:
             summaries.append(self._summarize(graph, results, until))
+        if partial:
+            raise StageFailed(", ".join(e.stage for e in partial),
+                              "\n".join(str(e) for e in partial) + "\nStages left partial are not done; run the same "
+                              "command again to send only the failed and missing requests.")
         return summaries
+
+    def _record_partial(self, stage: PlannedStage, exc: StagePartial) -> StageResult:
+        """A partial stage leaves `partial.json` (what failed and why) beside its journal; never `done.json`."""
+        d = stage.dir
+        ok = exc.total - exc.failed - exc.unsent
+        with contextlib.suppress(OSError):
+            atomic_write_json(d.path / "partial.json", {"stage": stage.name, "fingerprint": stage.fingerprint,
+                                                        "records": exc.total, "ok": ok, "failed": exc.failed,
+                                                        "unsent": exc.unsent, "message": str(exc),
+                                                        "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        self.console.print(f"[red]✗[/red] {stage.name:<22} partial  {ok}/{exc.total} ok, {exc.failed} failed, "
+                           f"{exc.unsent} unsent")
+        return StageResult(stage.name, stage.kind, "partial", str(d.path), ok, 0.0, {})
 
     def _load_inputs(self, stage: PlannedStage, graph_stages: dict[str, PlannedStage]) -> dict[str, StageInput]:
         inputs = {}
@@ -267,6 +299,9 @@ class Pipeline:
             upstream = graph_stages[upstream_name]
             if upstream.fingerprint not in self._outputs:
                 d = upstream.dir
+                if (damage := d.damage()) is not None:
+                    raise HarnessError(f"stage {stage.name} cannot read its input {upstream.name}: {damage}; "
+                                       "run it again to rebuild that stage")
                 info = d.manifest().get("info", {})
                 self._outputs[upstream.fingerprint] = StageInput(upstream.name, d.read_records(), info)
             inputs[key] = self._outputs[upstream.fingerprint]
@@ -281,6 +316,12 @@ class Pipeline:
         if d.is_done() and still_valid is not None and not still_valid(d.manifest(), self._load_inputs(
                 stage, self._graph_of(stage))):
             self.console.print(f"[yellow]↻[/yellow] {stage.name:<22} its model changed since it ran; running again")
+            d.manifest_path.unlink()
+        if d.is_done() and (damage := d.damage()) is not None:
+            if stage.kind in NOT_REBUILT:  # a model behind it: retraining is the user's call, not ours
+                raise HarnessError(f"stage {stage.name}: {damage}; delete {d.path} to build it again")
+            self.console.print(f"[yellow]↻[/yellow] {stage.name:<22} {damage}; rebuilding it (from its journal and "
+                               "the request cache where it has them)")
             d.manifest_path.unlink()
         if d.is_done():
             manifest = d.manifest()
@@ -307,6 +348,7 @@ class Pipeline:
                 raise StageFailed(stage.name, f"{type(exc).__name__}: {exc}", traceback.format_exc()[-3000:]) from exc
             info = {**out.info, "seconds": round(time.monotonic() - start, 2)}
             d.finish(out.records, {"info": info, "params_fingerprint": stage.fingerprint})
+            (d.path / "partial.json").unlink(missing_ok=True)
         self._outputs[stage.fingerprint] = StageInput(stage.name, out.records, info)
         output = describe_output({"records": len(out.records), "info": info})
         self.console.print(f"[green]✓[/green] {stage.name:<22} done     {output}, {info['seconds']}s")
@@ -322,6 +364,8 @@ class Pipeline:
                 stages[name] = {"status": "skipped", "path": str(stage.dir.path), "records": 0, "cost_usd": 0.0}
                 continue
             stages[name] = {"status": res.status, "path": res.path, "records": res.records, "cost_usd": res.cost_usd}
+            if res.status in ("partial", "blocked"):
+                continue
             if stage.kind == "export":
                 datasets[stage.params["variant"]] = res.info["dataset"]
             elif stage.kind == "train":
@@ -343,6 +387,9 @@ class Pipeline:
         atomic_write_json(run_dir / "run.json", {**summary, "recipe_config": recipe_to_dict(graph.recipe),
                                                  "until": until, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
         return summary
+
+
+NOT_REBUILT = {"student", "train"}  # stages whose damaged output is reported, not silently rebuilt
 
 
 def run_lock(store: RunStore, recipes: list[Recipe]):

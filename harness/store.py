@@ -168,15 +168,44 @@ class StageDir:
         return read_jsonl(self.records_path) if self.records_path.exists() else []
 
     def finish(self, records: list[dict[str, Any]], info: dict[str, Any]) -> dict[str, Any]:
-        """Write the output, then the manifest last: the manifest is the commit point."""
+        """Write the output, then the manifest last: the manifest is the commit point. The manifest carries the
+        records file's line count and checksum, so a consumer notices a file deleted, emptied or cut short."""
         write_jsonl(self.records_path, records)
         manifest = {"stage": self.name, "fingerprint": self.fingerprint, "records": len(records),
+                    "records_sha256": _file_sha256(self.records_path),
                     "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
         atomic_write_json(self.manifest_path, manifest)
         return manifest
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
         return file_lock(self.path / ".lock", f"stage {self.name}")
+
+    def damage(self) -> str | None:
+        """Why this done stage's records file no longer matches its manifest, or None when it does."""
+        try:
+            manifest = self.manifest()
+        except (OSError, ValueError) as exc:
+            return f"its manifest {self.manifest_path} cannot be read ({exc})"
+        if not self.records_path.is_file():
+            return f"{self.records_path} is missing"
+        want = manifest.get("records_sha256")
+        if want is not None and _file_sha256(self.records_path) != want:
+            return f"{self.records_path} does not match its manifest (checksum differs)"
+        try:
+            count = len(read_jsonl(self.records_path))
+        except (OSError, ValueError) as exc:
+            return f"{self.records_path} cannot be read ({exc})"
+        if count != manifest.get("records", count):
+            return f"{self.records_path} holds {count} records, its manifest says {manifest.get('records')}"
+        return None
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class RequestCache:

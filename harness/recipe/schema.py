@@ -129,6 +129,10 @@ class StudentSpec(ConnectionSpec):
     """How drafts are sampled."""
     tiny: TinyStudentSpec | None = None
     """Tiny-world student settings; only valid with `model: tiny`."""
+    max_failed: float = Field(default=0, ge=0)
+    """Failed (or unsent) records a probe stage may end with and still count as done: below 1 a share of the
+    stage's records (0.01 = 1%), 1 or more a count. Above it the stage is partial: exit 1, nothing downstream
+    runs, and the next `cgd run` sends only the failed and missing requests."""
 
 
 class TeacherSpec(ConnectionSpec):
@@ -155,6 +159,10 @@ class TeacherSpec(ConnectionSpec):
     max_malformed_retries: int = Field(default=2, ge=0)
     """Re-asks of a teacher answer that is unusable (no verdict line, empty, cut off at max_tokens) before the
     record is marked failed with the reason."""
+    max_failed: float = Field(default=0, ge=0)
+    """Failed (or unsent) records a teacher stage may end with and still count as done: below 1 a share of the
+    stage's records (0.01 = 1%), 1 or more a count. Above it the stage is partial: exit 1, nothing downstream
+    runs, and the next `cgd run` sends only the failed and missing requests."""
 
 
 class CritiqueMixSpec(Strict):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from harness.prompts import PromptStyle
-from harness.stages.base import StageContext, StageFailed, StageInput, StageOutput
-from harness.stages.generation import run_generation
+from harness.stages.base import StageContext, StageInput, StageOutput
+from harness.stages.generation import raise_if_partial, run_generation
 from harness.stages.refine import verified_answer
 from harness.stages.teacher import chat, teacher_job
 
@@ -20,6 +20,5 @@ def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
     job = teacher_job(ctx.recipe, lambda rec: chat(style.answer_messages(rec["prompt"]), generation),
                       verified_answer("teacher_answer"), workdir=ctx.path)
     out, stats = run_generation(ctx, inputs["data"].records, job, "answer (teacher)")
-    if stats.get("unsent"):
-        raise StageFailed(ctx.name, f"teacher.budget_usd reached with {stats['unsent']} requests unsent")
+    raise_if_partial(ctx.name, stats, job.max_failed)
     return StageOutput(records=out, info=stats)

@@ -58,3 +58,12 @@ class StageFailed(Exception):
         super().__init__(f"stage {stage} failed: {message}")
         self.stage = stage
         self.log_tail = log_tail
+
+
+class StagePartial(StageFailed):
+    """A stage ended with more failed or unsent records than its recipe allows. Its good records stay in the
+    journal and the request cache; it is not committed as done, so the next run sends only what is missing."""
+
+    def __init__(self, stage: str, message: str, failed: int, unsent: int, total: int) -> None:
+        super().__init__(stage, message)
+        self.failed, self.unsent, self.total = failed, unsent, total

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from harness.grading import verdict_of
 from harness.prompts import PromptStyle
-from harness.stages.base import Record, StageContext, StageFailed, StageInput, StageOutput
-from harness.stages.generation import Malformed, run_generation
+from harness.stages.base import Record, StageContext, StageInput, StageOutput
+from harness.stages.generation import Malformed, raise_if_partial, run_generation
 from harness.stages.teacher import chat, teacher_job
 
 KIND = "critique"
@@ -35,7 +35,5 @@ def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
     job = teacher_job(ctx.recipe, lambda rec: chat(style.critique_messages(rec["prompt"], rec["draft"]), generation),
                       _parse, workdir=ctx.path)
     out, stats = run_generation(ctx, drafts, job, "critique (teacher)")
-    if stats.get("unsent"):
-        raise StageFailed(ctx.name, f"teacher.budget_usd reached with {stats['unsent']} requests unsent; finished work "
-                                    "is kept: raise the budget and run again to continue")
+    raise_if_partial(ctx.name, stats, job.max_failed)
     return StageOutput(records=out, info=stats)

@@ -8,7 +8,8 @@ its event loop on the disk.
 
 Failures never vanish: a request that fails after its retries, or whose answer stays unusable after
 `max_malformed_retries` re-asks, comes out as a record with `status: failed` and the reason; one the budget did
-not allow comes out as `status: unsent`. Failed records are not journaled, so a re-run tries them again.
+not allow comes out as `status: unsent`. Failed records are not journaled, so a re-run tries them again; a stage
+left with more failed or unsent records than `max_failed` allows is partial (`raise_if_partial`), never done.
 
 Budget: the spend of this stage (kept in `spend.jsonl`, across restarts) plus the worst case of every request in
 flight never passes `budget_usd`; the stage keeps sending while real costs leave room.
@@ -36,7 +37,7 @@ from harness.llm.base import backoff_delay
 from harness.llm.server import ServerStartError
 from harness.pricing import Price
 from harness.progress import StageProgress
-from harness.stages.base import Record, StageContext, StageFailed
+from harness.stages.base import Record, StageContext, StageFailed, StagePartial
 from harness.store import Journal, RequestCache
 
 
@@ -60,6 +61,12 @@ class GenerationJob:
     batch: bool = False
     batch_poll_s: float = 30.0
     batch_max_requests: int = 10000
+    max_failed: float = 0  # failures the stage may end with and still be done: < 1 a share, >= 1 a count
+
+
+def allowed_failures(max_failed: float, total: int) -> int:
+    """`max_failed` below 1 is a share of the stage's records, 1 or more a count."""
+    return int(max_failed * total) if max_failed < 1 else int(max_failed)
 
 
 def _bump(request: ChatRequest) -> ChatRequest:
@@ -495,3 +502,18 @@ async def _run(ctx: StageContext, records: list[Record], job: GenerationJob, lab
         ctx.log(f"[yellow]{len(failed)} failed[/yellow] ({', '.join(f'{k}: {v}' for k, v in runner.reasons.items())})"
                 "; their reasons are in the records and in the stage info")
     return out, stats
+
+
+def raise_if_partial(stage: str, stats: dict[str, Any], max_failed: float) -> None:
+    """A stage left with more failed or unsent records than `max_failed` allows is partial: it raises instead of
+    being committed as done; its good records stay in the journal and the cache for the next run."""
+    failed, unsent, total = stats["failed"], stats["unsent"], stats["requests"]
+    if failed + unsent <= allowed_failures(max_failed, total):
+        return
+    reasons = ", ".join(f"{k}: {v}" for k, v in list(stats["failure_reasons"].items())[:5])
+    parts = [f"{failed} of {total} records failed" + (f" ({reasons})" if reasons else "")]
+    if unsent:
+        parts.append(f"{unsent} not sent because the budget was reached (raise budget_usd)")
+    raise StagePartial(stage, "; ".join(parts) + f". The stage is partial, not done: {stats['ok']} good records are "
+                       "kept, and the next `cgd run` sends only the failed and missing requests (max_failed allows "
+                       "failures).", failed, unsent, total)

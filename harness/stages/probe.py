@@ -5,7 +5,7 @@ from __future__ import annotations
 from harness.llm import canonical, make_backend
 from harness.pricing import price_for
 from harness.stages.base import StageContext, StageFailed, StageInput, StageOutput
-from harness.stages.generation import GenerationJob, run_generation
+from harness.stages.generation import GenerationJob, raise_if_partial, run_generation
 from harness.stages.teacher import chat
 
 KIND = "probe"
@@ -27,9 +27,10 @@ def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
         price=price_for(backend_name, model_path), build=lambda rec: chat([{"role": "user", "content": rec["prompt"]}],
                                                                           generation),
         parse=lambda rec, result: {"draft": result.text, "drafts": result.texts}, max_malformed_retries=0,
-        allow_empty=True,
+        allow_empty=True, max_failed=getattr(spec, "max_failed", 0) or 0,
     )
     out, stats = run_generation(ctx, records, job, "probe (student drafts)")
+    raise_if_partial(ctx.name, stats, job.max_failed)
     if stats["ok"] == 0:
         raise StageFailed(ctx.name, f"no draft could be generated: {stats['failures'][:3]}")
     return StageOutput(records=out, info=stats)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from harness.grading import grade
 from harness.prompts import PromptStyle
-from harness.stages.base import Record, StageContext, StageFailed, StageInput, StageOutput
-from harness.stages.generation import Malformed, run_generation
+from harness.stages.base import Record, StageContext, StageInput, StageOutput
+from harness.stages.generation import Malformed, raise_if_partial, run_generation
 from harness.stages.teacher import chat, teacher_job
 
 KIND = "refine"
@@ -36,8 +36,7 @@ def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
         verified_answer("refined"), workdir=ctx.path,
     )
     out, stats = run_generation(ctx, todo, job, "refine (teacher)")
-    if stats.get("unsent"):
-        raise StageFailed(ctx.name, f"teacher.budget_usd reached with {stats['unsent']} requests unsent")
+    raise_if_partial(ctx.name, stats, job.max_failed)
     graded = [r for r in out if r.get("refined_correct") is not None]
     stats["verified"] = sum(1 for r in graded if r["refined_correct"])
     stats["unverified"] = len(graded) - stats["verified"]

@@ -34,7 +34,8 @@ def teacher_job(recipe: Any, build: Any, parse: Parser, workdir: Path | None = N
     price: Price = price_for(provider, t.model, t.price)
     return GenerationJob(backend=backend, backend_name=provider, price=price, build=build, parse=parse,
                          budget_usd=t.budget_usd, max_malformed_retries=t.max_malformed_retries, batch=t.batch,
-                         batch_poll_s=t.batch_poll_s, batch_max_requests=t.batch_max_requests)
+                         batch_poll_s=t.batch_poll_s, batch_max_requests=t.batch_max_requests,
+                         max_failed=getattr(t, "max_failed", 0) or 0)
 
 
 def chat(messages: list[dict[str, str]], generation: dict[str, Any]) -> ChatRequest:
