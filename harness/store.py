@@ -112,12 +112,19 @@ class Journal:
         if not self.path.exists():
             return []
         rows = []
-        with self.path.open(encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    break  # only the last line can be torn: everything before it was fsynced
+        with self.path.open("rb") as handle:
+            lines = handle.readlines()
+        for number, line in enumerate(lines, 1):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                if number == len(lines) and not line.endswith(b"\n"):
+                    break  # a torn last line (a kill mid-write): everything before it was fsynced
+                row = None
+            if not isinstance(row, dict):
+                raise HarnessError(f"{self.path}:{number}: damaged journal line (not a JSON record); move the file "
+                                   "away and run again: the stage is rebuilt from the request cache")
+            rows.append(row)
         return rows
 
     def append(self, rows: list[dict[str, Any]]) -> None:
@@ -224,6 +231,13 @@ class RequestCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
+        try:
+            self._open(path)
+        except sqlite3.DatabaseError as exc:
+            raise HarnessError(f"{path}: not a readable request cache ({exc}); move it away and run again (responses "
+                               "it held would then be requested again)") from None
+
+    def _open(self, path: Path) -> None:
         self._db = sqlite3.connect(path, check_same_thread=False, timeout=60)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")

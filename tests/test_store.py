@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from harness.errors import HarnessError
 from harness.store import Journal, RequestCache, RunStore, StageLocked, atomic_write_text, file_lock, fingerprint
 
 
@@ -74,3 +75,19 @@ def test_stage_dir_manifest_is_the_commit_point(tmp_path):
     assert stage.is_done()
     assert stage.read_records() == [{"id": "1"}]
     assert stage.manifest()["records"] == 1
+
+
+def test_a_damaged_journal_line_before_the_end_is_a_located_error(tmp_path):
+    journal = Journal(tmp_path / "j.jsonl")
+    journal.append([{"id": "a"}, {"id": "b"}])
+    lines = journal.path.read_text().splitlines(keepends=True)
+    journal.path.write_text(lines[0] + "garbage\n" + lines[1])
+    with pytest.raises(HarnessError, match=r"j.jsonl:2: damaged journal line"):
+        journal.read()
+
+
+def test_a_garbage_request_cache_is_a_located_error(tmp_path):
+    path = tmp_path / "requests.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(HarnessError, match=r"requests.sqlite: not a readable request cache"):
+        RequestCache(path)
