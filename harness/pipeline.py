@@ -236,6 +236,7 @@ class Pipeline:
         self.console = console
         self.graphs = [build_graph(r, store, require_data) for r in recipes]
         self._outputs: dict[str, StageInput] = {}  # by fingerprint
+        self._checked: set[str] = set()  # done stages whose records were checked against their manifest this run
 
     def unique_stages(self, until: str | None = None, targets: set[str] | None = None) -> list[PlannedStage]:
         """Stages up to kind `until`; with `targets` (stage names), only those and what they need."""
@@ -299,7 +300,7 @@ class Pipeline:
             upstream = graph_stages[upstream_name]
             if upstream.fingerprint not in self._outputs:
                 d = upstream.dir
-                if (damage := d.damage()) is not None:
+                if upstream.fingerprint not in self._checked and (damage := d.damage()) is not None:
                     raise HarnessError(f"stage {stage.name} cannot read its input {upstream.name}: {damage}; "
                                        "run it again to rebuild that stage")
                 info = d.manifest().get("info", {})
@@ -324,6 +325,7 @@ class Pipeline:
                                "the request cache where it has them)")
             d.manifest_path.unlink()
         if d.is_done():
+            self._checked.add(stage.fingerprint)
             manifest = d.manifest()
             self.console.print(f"[green]✓[/green] {stage.name:<22} cached   {d.path}")
             return StageResult(stage.name, stage.kind, "cached", str(d.path), manifest.get("records", 0),

@@ -27,7 +27,7 @@ def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
         price=price_for(backend_name, model_path), build=lambda rec: chat([{"role": "user", "content": rec["prompt"]}],
                                                                           generation),
         parse=lambda rec, result: {"draft": result.text, "drafts": result.texts}, max_malformed_retries=0,
-        allow_empty=True, max_failed=getattr(spec, "max_failed", 0) or 0,
+        allow_empty=True, max_failed=spec.max_failed,
     )
     out, stats = run_generation(ctx, records, job, "probe (student drafts)")
     raise_if_partial(ctx.name, stats, job.max_failed)

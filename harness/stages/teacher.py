@@ -35,7 +35,7 @@ def teacher_job(recipe: Any, build: Any, parse: Parser, workdir: Path | None = N
     return GenerationJob(backend=backend, backend_name=provider, price=price, build=build, parse=parse,
                          budget_usd=t.budget_usd, max_malformed_retries=t.max_malformed_retries, batch=t.batch,
                          batch_poll_s=t.batch_poll_s, batch_max_requests=t.batch_max_requests,
-                         max_failed=getattr(t, "max_failed", 0) or 0)
+                         max_failed=t.max_failed)
 
 
 def chat(messages: list[dict[str, str]], generation: dict[str, Any]) -> ChatRequest:
