@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 
@@ -24,3 +25,15 @@ class RecipeError(HarnessError):
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__("\n".join(str(p) for p in problems))
         self.problems = problems
+
+
+WRITE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
+def write_error(exc: BaseException) -> HarnessError | None:
+    """A read-only, full or forbidden folder as one clear line naming the path; None for any other error."""
+    if not isinstance(exc, OSError) or exc.errno not in WRITE_ERRNOS:
+        return None
+    where = exc.filename or "the runs folder"
+    return HarnessError(f"cannot write {where}: {exc.strerror or exc} (free space, or choose a writable "
+                        "folder with --runs-dir)")

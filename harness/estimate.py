@@ -24,7 +24,7 @@ def _rows_in(pipe: Pipeline, stage: PlannedStage) -> int:
     if data.dir.is_done():
         return data.dir.manifest().get("records", 0)
     try:
-        with open(data.params["path"], encoding="utf-8") as handle:
+        with open(data.runtime["path"], encoding="utf-8") as handle:
             n = sum(1 for line in handle if line.strip())
     except FileNotFoundError:  # a plan made before the data is there: data.limit rows, if it says
         return data.params["limit"] or 0

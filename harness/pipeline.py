@@ -17,14 +17,14 @@ from typing import Any
 
 from rich.console import Console
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, write_error
 from harness.evaluation import load_suite
 from harness.paths import PROJECT_ROOT
 from harness.prompts import load_style
 from harness.recipe import Recipe, recipe_to_dict
 from harness.stages import STAGES
 from harness.stages.base import StageContext, StageFailed, StageInput, StagePartial
-from harness.store import RunStore, StageDir, atomic_write_json, file_lock, fingerprint
+from harness.store import RunStore, StageDir, atomic_write_json, file_lock, fingerprint, relativize_paths
 
 KINDS = ("data", "student", "probe", "critique", "refine", "answer", "export", "train", "evaluate", "report")
 TEACHER_KINDS = ("critique", "refine", "answer")
@@ -83,13 +83,29 @@ def _file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+SAMPLE_BYTES = 1 << 20
+
+
 def _model_identity(model: str) -> dict[str, Any]:
-    """A local model folder is identified by its files' names, sizes and times (hashing GBs of weights is slow)."""
+    """A hub id is its name; a local model folder is its content, not where it lies: each file's name, size and a
+    hash of its bytes (for files over 2 MiB, of their first and last MiB: hashing GBs of weights is slow)."""
     path = Path(model)
     if not path.is_dir():
         return {"model": model}
-    files = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in path.iterdir() if p.is_file())
-    return {"model": str(path.resolve()), "files": files}
+    return {"model_files": [(p.name, p.stat().st_size, _sampled_hash(p))
+                            for p in sorted(path.iterdir()) if p.is_file()]}
+
+
+def _sampled_hash(path: Path) -> str:
+    size = path.stat().st_size
+    if size <= 2 * SAMPLE_BYTES:
+        return _file_hash(path)
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        digest.update(handle.read(SAMPLE_BYTES))
+        handle.seek(size - SAMPLE_BYTES)
+        digest.update(handle.read(SAMPLE_BYTES))
+    return digest.hexdigest()
 
 
 def _style_params(name: str) -> dict[str, Any]:
@@ -104,19 +120,20 @@ def build_graph(recipe: Recipe, store: RunStore, require_data: bool = True) -> R
     variants = set(recipe.variants)
     data_path = resolve_data_path(recipe, must_exist=require_data)
     d = recipe.data
-    g.add(store, "data", "data", {"path": str(data_path),
-                                  "sha256": _file_hash(data_path) if data_path.is_file() else None,
+    # Files are fingerprinted by content and located at run time, so a moved checkout or runs folder is still cached.
+    g.add(store, "data", "data", {"sha256": _file_hash(data_path) if data_path.is_file() else None,
                                   "prompt_field": d.prompt_field,
-                                  "answer_field": d.answer_field, "id_field": d.id_field, "limit": d.limit})
+                                  "answer_field": d.answer_field, "id_field": d.id_field, "limit": d.limit},
+          runtime={"path": str(data_path)})
     s = recipe.student
     if s.model == "tiny":
         warmup = TINY_WARMUP_DATA
         student_params = {"model": "tiny", "tiny": (s.tiny or _default_tiny()).model_dump(), "seed": recipe.seed,
-                          "styles": sorted({recipe.critique.style, "generic"}), "train_path": str(warmup),
-                          "train_sha256": _file_hash(warmup)}
+                          "styles": sorted({recipe.critique.style, "generic"}), "train_sha256": _file_hash(warmup)}
+        student_runtime = {"train_path": str(warmup)}
     else:
-        student_params = _model_identity(s.model)
-    g.add(store, "student", "student", student_params)
+        student_params, student_runtime = _model_identity(s.model), {"model": s.model}
+    g.add(store, "student", "student", student_params, runtime=student_runtime)
 
     style = _style_params(recipe.critique.style)
     teacher = _teacher_params(recipe)
@@ -154,7 +171,13 @@ def build_graph(recipe: Recipe, store: RunStore, require_data: bool = True) -> R
             g.add(store, f"evaluate:{variant}:{seed}", "evaluate",
                   {**eval_params, "variant": variant, "seed": seed, "label": f"{variant} (seed {seed})"},
                   {"model": train_name}, eval_runtime)
+    teachers = [st for st in g.stages.values() if st.kind in TEACHER_KINDS]
+    for st in teachers:  # the recipe-wide budget_usd counts what the other teacher stages spent
+        st.runtime["budget_peers"] = [str(o.dir.path) for o in teachers if o is not st]
     return g
+
+
+TEACHER_KINDS = ("critique", "refine", "answer")
 
 
 def _eval_suites(recipe: Recipe) -> list[dict[str, Any]]:
@@ -345,8 +368,10 @@ class Pipeline:
             except Exception as exc:  # a bug or an environment problem: fail this stage, keep finished work
                 import traceback
 
-                log = d.path / "error.log"
-                log.write_text(traceback.format_exc())
+                if (unwritable := write_error(exc)) is not None:  # read-only or full: say so, in one line
+                    raise unwritable from None
+                with contextlib.suppress(OSError):  # on a full disk the log cannot be written; the error still shows
+                    (d.path / "error.log").write_text(traceback.format_exc())
                 raise StageFailed(stage.name, f"{type(exc).__name__}: {exc}", traceback.format_exc()[-3000:]) from exc
             info = {**out.info, "seconds": round(time.monotonic() - start, 2)}
             d.finish(out.records, {"info": info, "params_fingerprint": stage.fingerprint})
@@ -359,7 +384,7 @@ class Pipeline:
 
     def _summarize(self, graph: RecipeGraph, results: dict[str, StageResult], until: str | None) -> dict[str, Any]:
         run_dir = self.store.run_dir(graph.recipe.name)
-        stages, datasets, models, result_rows = {}, {}, {}, []
+        stages, datasets, sizes, models, result_rows = {}, {}, {}, {}, []
         for name, stage in graph.stages.items():
             res = results.get(stage.fingerprint)
             if res is None:
@@ -370,6 +395,8 @@ class Pipeline:
                 continue
             if stage.kind == "export":
                 datasets[stage.params["variant"]] = res.info["dataset"]
+                sizes[stage.params["variant"]] = {k: res.info[k] for k in ("examples", "source_records", "left_out")
+                                                  if k in res.info}
             elif stage.kind == "train":
                 models[name.removeprefix("train:").replace(":", "@seed")] = res.info["model_path"]
             elif stage.kind == "student":
@@ -377,7 +404,7 @@ class Pipeline:
             elif stage.kind == "evaluate":
                 result_rows += stage.dir.read_records()
         summary: dict[str, Any] = {"recipe": graph.recipe.name, "run_dir": str(run_dir), "stages": stages,
-                                   "datasets": datasets, "models": models, "results": None,
+                                   "datasets": datasets, "dataset_sizes": sizes, "models": models, "results": None,
                                    "cost_usd": round(sum(s["cost_usd"] or 0 for s in stages.values()), 6)}
         run_dir.mkdir(parents=True, exist_ok=True)
         if result_rows:
@@ -386,8 +413,9 @@ class Pipeline:
             results_path = run_dir / "results.jsonl"
             write_jsonl(results_path, result_rows)
             summary["results"] = str(results_path)
-        atomic_write_json(run_dir / "run.json", {**summary, "recipe_config": recipe_to_dict(graph.recipe),
-                                                 "until": until, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        atomic_write_json(run_dir / "run.json", relativize_paths(
+            {**summary, "recipe_config": recipe_to_dict(graph.recipe), "until": until,
+             "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}, self.store.root))
         return summary
 
 

@@ -4,7 +4,8 @@ Layout under RUNS_DIR:
     stages/<stage>-<fingerprint[:16]>/   one folder per distinct stage computation, shared by every recipe
         journal.jsonl                    finished records, appended and fsynced as they complete
         records.jsonl                    the stage's output, written atomically once the stage is done
-        done.json                        manifest; its presence means the stage is complete
+        done.json                        manifest; its presence means the stage is complete; paths in it
+                                         are relative to RUNS_DIR (see relativize_paths)
     cache/requests.sqlite                every successful LLM response, keyed by what was sent
     <recipe name>/run.json               which stages a recipe used, their status, datasets, models, results
 """
@@ -12,6 +13,7 @@ Layout under RUNS_DIR:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -74,6 +76,65 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+# --- paths inside the runs folder are stored relative to it -------------------------------------------------------
+# A manifest (done.json, run.json) names the pointers (RFC 6901) of its values that are paths relative to the runs
+# folder under "relative_paths"; readers join them with the runs folder they find the file in. So a runs folder can
+# be moved, shared over a network disk, or read from any working folder.
+
+def _relative_to(root: Path, value: str) -> str | None:
+    """`value` relative to `root` when it names an existing file or folder inside it, else None."""
+    if not value or len(value) > 4096 or "\n" in value or "://" in value:
+        return None
+    path = Path(value)
+    try:
+        rel = path.absolute().relative_to(root.absolute())
+    except ValueError:
+        return None
+    return rel.as_posix() if rel.parts and path.exists() else None
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def relativize_paths(obj: dict[str, Any], root: Path) -> dict[str, Any]:
+    """A copy of `obj` with its path values inside `root` made relative and listed under 'relative_paths'."""
+    pointers: list[str] = []
+
+    def walk(value: Any, at: str) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, f"{at}/{_escape(str(k))}") for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, f"{at}/{i}") for i, v in enumerate(value)]
+        if isinstance(value, str) and (rel := _relative_to(root, value)) is not None:
+            pointers.append(at)
+            return rel
+        return value
+
+    out = walk({k: v for k, v in obj.items() if k != "relative_paths"}, "")
+    return {**out, "relative_paths": pointers} if pointers else out
+
+
+def resolve_paths(obj: dict[str, Any], root: Path) -> dict[str, Any]:
+    """Undo `relativize_paths` against the runs folder `root` the manifest was found in."""
+    for pointer in obj.get("relative_paths") or ():
+        keys = [k.replace("~1", "/").replace("~0", "~") for k in pointer.split("/")[1:]]
+        node: Any = obj
+        try:
+            for key in keys[:-1]:
+                node = node[int(key)] if isinstance(node, list) else node[key]
+            last: Any = int(keys[-1]) if isinstance(node, list) else keys[-1]
+            node[last] = str(root / node[last])
+        except (KeyError, IndexError, ValueError, TypeError):
+            continue  # a hand-edited manifest: leave what is there
+    return obj
+
+
+def read_run_json(path: Path) -> dict[str, Any]:
+    """A run's run.json (RUNS/<name>/run.json) with its paths joined to the runs folder it lies in."""
+    return resolve_paths(json.loads(path.read_text(encoding="utf-8")), path.absolute().parent.parent)
 
 
 class StageLocked(HarnessError):
@@ -168,8 +229,13 @@ class StageDir:
     def is_done(self) -> bool:
         return self.manifest_path.exists()
 
+    @property
+    def root(self) -> Path:
+        """The runs folder this stage folder lies in (RUNS/stages/<name>-<fp>)."""
+        return self.path.parent.parent
+
     def manifest(self) -> dict[str, Any]:
-        return json.loads(self.manifest_path.read_text()) if self.is_done() else {}
+        return resolve_paths(json.loads(self.manifest_path.read_text()), self.root) if self.is_done() else {}
 
     def read_records(self) -> list[dict[str, Any]]:
         return read_jsonl(self.records_path) if self.records_path.exists() else []
@@ -181,7 +247,7 @@ class StageDir:
         manifest = {"stage": self.name, "fingerprint": self.fingerprint, "records": len(records),
                     "records_sha256": _file_sha256(self.records_path),
                     "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
-        atomic_write_json(self.manifest_path, manifest)
+        atomic_write_json(self.manifest_path, relativize_paths(manifest, self.root))
         return manifest
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
@@ -206,6 +272,16 @@ class StageDir:
         if count != manifest.get("records", count):
             return f"{self.records_path} holds {count} records, its manifest says {manifest.get('records')}"
         return None
+
+
+def _as_os_error(exc: sqlite3.DatabaseError, path: Path) -> OSError | None:
+    """SQLite's 'disk is full' and 'readonly database' as the OSError they are (naming the file), else None."""
+    text = str(exc).lower()
+    if "disk is full" in text:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    if "readonly" in text or "read-only" in text:
+        return OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+    return None
 
 
 def _file_sha256(path: Path) -> str:
@@ -235,6 +311,8 @@ class RequestCache:
         try:
             self._open(path)
         except sqlite3.DatabaseError as exc:
+            if (unwritable := _as_os_error(exc, path)) is not None:
+                raise unwritable from None
             raise HarnessError(f"{path}: not a readable request cache ({exc}); move it away and run again (responses "
                                "it held would then be requested again)") from None
 
@@ -281,11 +359,14 @@ class RequestCache:
         """One transaction (one fsync) for many responses."""
         now = time.time()
         with self._lock:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
-                [(k, b, m, canonical_json(req), canonical_json(resp), now) for k, b, m, req, resp in rows],
-            )
-            self._db.commit()
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
+                    [(k, b, m, canonical_json(req), canonical_json(resp), now) for k, b, m, req, resp in rows],
+                )
+                self._db.commit()
+            except sqlite3.OperationalError as exc:
+                raise (_as_os_error(exc, self.path) or exc) from None
 
     def __len__(self) -> int:
         with self._lock:
@@ -335,7 +416,7 @@ class RequestCache:
 
 class RunStore:
     def __init__(self, runs_dir: Path) -> None:
-        self.root = Path(runs_dir)
+        self.root = Path(runs_dir).absolute()  # stage and subprocess paths must not depend on the working folder
         self._cache: RequestCache | None = None
 
     def stage(self, name: str, fp: str) -> StageDir:

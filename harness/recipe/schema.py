@@ -425,6 +425,10 @@ class Recipe(Strict):
     """Benchmarks."""
     matrix: dict[str, list[Any]] | None = None
     """Dotted key -> list of values; the recipe expands to their cartesian product."""
+    budget_usd: float | None = Field(default=None, gt=0)
+    """The recipe's teacher budget in dollars: every teacher stage (critique, refine, answer) together, counting
+    what earlier runs already spent in them. A stage stops cleanly (partial, finished work kept) when its spend
+    would pass what is left; `teacher.budget_usd` can still cap each stage on its own."""
 
     _source_path: str | None = PrivateAttr(default=None)
 

@@ -42,14 +42,21 @@ def group_legend(table: ComparisonTable) -> str:
     return " ".join(parts)
 
 
+def _shows_sizes(table: ComparisonTable) -> bool:
+    return any(r.meta.get("dataset") for r in table.rows)
+
+
 def index_headers(table: ComparisonTable) -> list[str]:
     names = leaf_names(table.varied)
-    return ["variant", *(names[k] for k in table.varied)]
+    return ["variant", *(names[k] for k in table.varied), *(["train n"] if _shows_sizes(table) else [])]
 
 
 def index_cells(table: ComparisonTable, row: Row, markdown: bool = False) -> list[str]:
+    """The row's label, its settings, and (when the runs recorded them) the size of the set it was trained on."""
     label = f"*{row.label}*" if markdown and row.kind == "reference" else row.label
-    return [label, *(setting_text(row.settings[k]) if k in row.settings else "—" for k in table.varied)]
+    size = (row.meta.get("dataset") or {}).get("examples")
+    return [label, *(setting_text(row.settings[k]) if k in row.settings else "—" for k in table.varied),
+            *([str(size) if size is not None else "—"] if _shows_sizes(table) else [])]
 
 
 def best_baseline_names(table: ComparisonTable) -> list[str] | None:
@@ -195,7 +202,7 @@ def table_dict(table: ComparisonTable) -> dict[str, Any]:
         "groups": [{"id": g.id, "label": g.label, "columns": [c.id for c in g.columns]} for g in table.groups],
         "columns": {c.id: {"label": c.label, "group": c.group, "is_average": c.is_average} for c in table.columns},
         "rows": [{"key": r.key, "variant": r.variant, "label": r.label, "kind": r.kind, "source": r.source,
-                  "settings": r.settings,
+                  "settings": r.settings, "dataset": r.meta.get("dataset"),
                   "cells": {c: {"mean": cell.mean, "spread": cell.spread, "seeds": cell.seeds, "values": cell.values,
                                 "published": cell.published, "delta_vs_base": table.delta_base(r, c),
                                 "delta_vs_best_baseline": table.delta_best(r, c), "best": table.is_best(r, c)}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.report.table import ComparisonTable, LossCurve, RunData
-from harness.store import read_jsonl
+from harness.store import read_jsonl, read_run_json
 
 MATRIX_FILE = "matrix.json"
 IGNORED_KEYS = ("name",)
@@ -86,7 +86,7 @@ def load_runs(run_dirs: list[Path]) -> tuple[list[RunData], str]:
     infos = []
     for d in dirs:
         path = d / "run.json"
-        infos.append(json.loads(path.read_text()) if path.is_file() else {})
+        infos.append(read_run_json(path) if path.is_file() else {})
     settings = varied_settings([i.get("recipe_config") for i in infos], [d.name for d in dirs])
     runs = [RunData(d.name, read_results(d), s, d, i)
             for d, s, i in zip(dirs, settings, infos, strict=True)]

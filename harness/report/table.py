@@ -311,6 +311,7 @@ def build_table(data: list[dict[str, Any]] | list[RunData], title: str, *, refer
                 f"{_leaf(k)}={_show(v)}" for k, v in settings.items()) + "]"
             source = ", ".join(run.name for run in runs) if shared else runs[i].name
             rows.append(_run_row(key, variant, settings, source, result_rows, ids))
+            rows[-1].meta["dataset"] = (runs[i].info.get("dataset_sizes") or {}).get(variant)
             if shared:
                 break
     keys = [r.key for r in rows]
@@ -319,7 +320,7 @@ def build_table(data: list[dict[str, Any]] | list[RunData], title: str, *, refer
             r.key = f"{r.key}@{r.source}"
 
     ref_rows: list[Row] = []
-    notes: list[str] = []
+    notes: list[str] = left_out_notes(runs)
     for name in references or []:
         ref_rows += load_reference(name)
     benchmarks = list(dict.fromkeys([c for r in rows for c in r.cells]
@@ -344,6 +345,23 @@ def build_table(data: list[dict[str, Any]] | list[RunData], title: str, *, refer
                                             resamples=bootstrap, seed=bootstrap_seed, confidence=confidence)
         table.notes += missing
     return table
+
+
+def left_out_notes(runs: list[RunData]) -> list[str]:
+    """One note per run whose training sets left records out (failures max_failed allowed, unverified answers,
+    a critique mix), so a reader sees every variant's real dataset size next to its score."""
+    notes = []
+    for run in runs:
+        prompts = ((run.info.get("stages") or {}).get("data") or {}).get("records")
+        parts = []
+        for variant, size in (run.info.get("dataset_sizes") or {}).items():
+            why = ", ".join(f"{n} {reason}" for reason, n in (size.get("left_out") or {}).items())
+            if why or (prompts and size.get("examples", prompts) < prompts):
+                parts.append(f"{variant} {size.get('examples')}" + (f" ({why})" if why else ""))
+        if parts:
+            of = f" of {prompts} prompts" if prompts else ""
+            notes.append(f"training examples{of} in {run.name}: " + "; ".join(parts))
+    return notes
 
 
 def _run_row(key: str, variant: str, settings: dict[str, Any], source: str, result_rows: list[dict[str, Any]],

@@ -17,8 +17,8 @@ WRITES = ("teacher_answer", "teacher_answer_correct")
 def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
     style = PromptStyle.from_params(ctx.params["style"])
     generation = ctx.params["teacher"]["generation"]
-    job = teacher_job(ctx.recipe, lambda rec: chat(style.answer_messages(rec["prompt"]), generation),
-                      verified_answer("teacher_answer"), workdir=ctx.path)
+    job = teacher_job(ctx, lambda rec: chat(style.answer_messages(rec["prompt"]), generation),
+                      verified_answer("teacher_answer"))
     out, stats = run_generation(ctx, inputs["data"].records, job, "answer (teacher)")
-    raise_if_partial(ctx.name, stats, job.max_failed)
+    raise_if_partial(ctx.name, stats, job.max_failed, job.budget_key)
     return StageOutput(records=out, info=stats)

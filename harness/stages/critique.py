@@ -32,8 +32,7 @@ def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
         out = [{**r, "critique": fixed[i % len(fixed)], "verdict": None, "status": "ok"} for i, r in enumerate(drafts)]
         return StageOutput(records=out, info={"requests": 0, "ok": len(out), "failed": 0, "cost_usd": 0.0})
     generation = ctx.params["teacher"]["generation"]
-    job = teacher_job(ctx.recipe, lambda rec: chat(style.critique_messages(rec["prompt"], rec["draft"]), generation),
-                      _parse, workdir=ctx.path)
+    job = teacher_job(ctx, lambda rec: chat(style.critique_messages(rec["prompt"], rec["draft"]), generation), _parse)
     out, stats = run_generation(ctx, drafts, job, "critique (teacher)")
-    raise_if_partial(ctx.name, stats, job.max_failed)
+    raise_if_partial(ctx.name, stats, job.max_failed, job.budget_key)
     return StageOutput(records=out, info=stats)

@@ -127,8 +127,24 @@ def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
     path = ctx.path / "dataset.jsonl"
     write_jsonl(path, rows)
     check = check_masking(ctx, path, inputs["student"].info["model_path"])
-    ctx.log(f"{variant}: {len(rows)} examples; masking verified on {check['examples']} by Axolotl's preprocessing")
-    return StageOutput(info={"dataset": str(path), "examples": len(rows), "mask_check": check, **extra})
+    dropped = left_out(variant, records, len(rows), ctx.params["keep_unverified"])
+    shown = "".join(f", {n} {why}" for why, n in dropped.items())
+    ctx.log(f"{variant}: {len(rows)} examples of {len(records)} records{shown}; masking verified on "
+            f"{check['examples']} by Axolotl's preprocessing")
+    return StageOutput(info={"dataset": str(path), "examples": len(rows), "source_records": len(records),
+                             "left_out": dropped, "mask_check": check, **extra})
+
+
+def left_out(variant: str, records: list[Record], examples: int, policy: str) -> dict[str, int]:
+    """Why source records are not in the dataset, counted: failed generations (allowed by max_failed), answers
+    that failed verification (keep_unverified: drop), rows without a reference, and what a critique mix left."""
+    ok = [r for r in records if r.get("status", "ok") == "ok"]
+    field = {"distilled_sft": "teacher_answer", "cgd": "refined"}.get(variant)
+    counts = {"failed": len(records) - len(ok),
+              "unverified": sum(not _verified(r, field, policy) for r in ok) if field else 0,
+              "no reference": sum(not r.get("reference") for r in ok) if variant == "sft" else 0}
+    counts["not in the mix"] = len(records) - examples - sum(counts.values())
+    return {why: n for why, n in counts.items() if n > 0}
 
 
 def check_masking(ctx: StageContext, dataset: Path, model_path: str) -> dict[str, Any]:

@@ -57,6 +57,7 @@ class GenerationJob:
     parse: Parser
     max_malformed_retries: int = 2
     budget_usd: float | None = None
+    budget_key: str = "teacher.budget_usd"  # the recipe key that set budget_usd, named when it is reached
     allow_empty: bool = False  # a student's empty draft is a (bad) answer; a teacher's empty text is a failure
     batch: bool = False
     batch_poll_s: float = 30.0
@@ -490,7 +491,7 @@ async def _run(ctx: StageContext, records: list[Record], job: GenerationJob, lab
         elif r["id"] in failed:
             out.append(failed[r["id"]])
         else:
-            out.append({**r, "status": "unsent", "error": "not sent: teacher.budget_usd reached"})
+            out.append({**r, "status": "unsent", "error": f"not sent: {job.budget_key} reached"})
     n_unsent = sum(1 for r in out if r["status"] == "unsent")
     stats = {"requests": len(records), "ok": len(finished), "failed": len(failed), "unsent": n_unsent,
              "cost_usd": round(read_spend(ledger), 6), "cost_usd_this_run": round(progress.cost_usd, 6),
@@ -504,7 +505,7 @@ async def _run(ctx: StageContext, records: list[Record], job: GenerationJob, lab
     return out, stats
 
 
-def raise_if_partial(stage: str, stats: dict[str, Any], max_failed: float) -> None:
+def raise_if_partial(stage: str, stats: dict[str, Any], max_failed: float, budget_key: str = "budget_usd") -> None:
     """A stage left with more failed or unsent records than `max_failed` allows is partial: it raises instead of
     being committed as done; its good records stay in the journal and the cache for the next run."""
     failed, unsent, total = stats["failed"], stats["unsent"], stats["requests"]
@@ -513,7 +514,7 @@ def raise_if_partial(stage: str, stats: dict[str, Any], max_failed: float) -> No
     reasons = ", ".join(f"{k}: {v}" for k, v in list(stats["failure_reasons"].items())[:5])
     parts = [f"{failed} of {total} records failed" + (f" ({reasons})" if reasons else "")]
     if unsent:
-        parts.append(f"{unsent} not sent because the budget was reached (raise budget_usd)")
+        parts.append(f"{unsent} not sent because the budget was reached (raise {budget_key})")
     raise StagePartial(stage, "; ".join(parts) + f". The stage is partial, not done: {stats['ok']} good records are "
                        "kept, and the next `cgd run` sends only the failed and missing requests (max_failed allows "
                        "failures).", failed, unsent, total)

@@ -32,11 +32,11 @@ def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
     todo = [r for r in inputs["critique"].records if r.get("status") == "ok"]
     generation = ctx.params["teacher"]["generation"]
     job = teacher_job(
-        ctx.recipe, lambda rec: chat(style.refine_messages(rec["prompt"], rec["draft"], rec["critique"]), generation),
-        verified_answer("refined"), workdir=ctx.path,
+        ctx, lambda rec: chat(style.refine_messages(rec["prompt"], rec["draft"], rec["critique"]), generation),
+        verified_answer("refined"),
     )
     out, stats = run_generation(ctx, todo, job, "refine (teacher)")
-    raise_if_partial(ctx.name, stats, job.max_failed)
+    raise_if_partial(ctx.name, stats, job.max_failed, job.budget_key)
     graded = [r for r in out if r.get("refined_correct") is not None]
     stats["verified"] = sum(1 for r in graded if r["refined_correct"])
     stats["unverified"] = len(graded) - stats["verified"]

@@ -16,8 +16,8 @@ WRITES: tuple[str, ...] = ()
 
 def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
     p = ctx.params
-    if p["model"] != "tiny":
-        return StageOutput(info={"model_path": p["model"], "built": False})
+    if p.get("model") != "tiny":
+        return StageOutput(info={"model_path": ctx.runtime.get("model", p.get("model")), "built": False})
     from harness.prompts import load_style
     from harness.store import read_jsonl
     from harness.tiny.student import build_tiny_student
@@ -36,7 +36,7 @@ def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
             def on_step(step: int, loss: float) -> None:
                 bar.update(task, completed=step, loss=f"loss {loss:.3f}")
 
-            stats = build_tiny_student(out, train_rows=read_jsonl(Path(p["train_path"])), extra_corpus=corpus,
+            stats = build_tiny_student(out, train_rows=read_jsonl(Path(ctx.runtime["train_path"])), extra_corpus=corpus,
                                        warmup_steps=tiny["warmup_steps"], hidden_size=tiny["hidden_size"],
                                        num_layers=tiny["num_layers"], seed=p["seed"],
                                        num_threads=ctx.runtime.get("threads"), on_step=on_step)

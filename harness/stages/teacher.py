@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
 from harness.llm import BATCH_CAPABLE, Backend, ChatRequest, canonical, make_backend
 from harness.pricing import Price, price_for
-from harness.stages.generation import GenerationJob, Parser
+from harness.stages.base import StageContext
+from harness.stages.generation import GenerationJob, Parser, read_spend
 
 
 def teacher_params(recipe: Any) -> dict[str, Any]:
@@ -25,17 +27,31 @@ def request_params(generation: dict[str, Any]) -> dict[str, Any]:
             "max_tokens": generation["max_tokens"], "n": generation["n"], "seed": generation["seed"]}
 
 
-def teacher_job(recipe: Any, build: Any, parse: Parser, workdir: Path | None = None) -> GenerationJob:
+def teacher_job(ctx: StageContext, build: Any, parse: Parser) -> GenerationJob:
+    recipe = ctx.recipe
     t = recipe.teacher
     provider = canonical(t.provider)
     if t.batch and provider not in BATCH_CAPABLE:
         raise HarnessError(f"teacher.batch: provider '{t.provider}' has no batch API (only {', '.join(BATCH_CAPABLE)})")
-    backend: Backend = make_backend(provider, t, t.model, workdir=workdir)
+    backend: Backend = make_backend(provider, t, t.model, workdir=ctx.path)
     price: Price = price_for(provider, t.model, t.price)
+    budget, key = stage_budget(t.budget_usd, recipe.budget_usd, ctx.runtime.get("budget_peers", ()))
     return GenerationJob(backend=backend, backend_name=provider, price=price, build=build, parse=parse,
-                         budget_usd=t.budget_usd, max_malformed_retries=t.max_malformed_retries, batch=t.batch,
-                         batch_poll_s=t.batch_poll_s, batch_max_requests=t.batch_max_requests,
+                         budget_usd=budget, budget_key=key, max_malformed_retries=t.max_malformed_retries,
+                         batch=t.batch, batch_poll_s=t.batch_poll_s, batch_max_requests=t.batch_max_requests,
                          max_failed=t.max_failed)
+
+
+def stage_budget(stage_cap: float | None, recipe_cap: float | None, peers: Iterable[str]
+                 ) -> tuple[float | None, str]:
+    """(this stage's cap, the key that sets it): the tighter of teacher.budget_usd (per stage) and what the
+    recipe-wide budget_usd leaves after the spend of the recipe's other teacher stages (their ledgers)."""
+    if recipe_cap is None:
+        return stage_cap, "teacher.budget_usd"
+    left = max(0.0, recipe_cap - sum(read_spend(Path(p) / "spend.jsonl") for p in peers))
+    if stage_cap is not None and stage_cap <= left:
+        return stage_cap, "teacher.budget_usd"
+    return left, "budget_usd"
 
 
 def chat(messages: list[dict[str, str]], generation: dict[str, Any]) -> ChatRequest:
