@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from harness.errors import HarnessError, write_error
 from harness.evaluation import load_suite
@@ -71,7 +72,7 @@ def resolve_data_path(recipe: Recipe, must_exist: bool = True) -> Path:
         return raw
     recipe_dir = Path(recipe.source_path).parent if recipe.source_path else Path.cwd()
     for base in (Path.cwd(), recipe_dir, PROJECT_ROOT):
-        if (base / raw).is_file():
+        if (base / raw).exists():  # a folder too, so that the check names it for what it is
             return (base / raw).resolve()
     if not must_exist:
         return (recipe_dir / raw).resolve()
@@ -119,6 +120,10 @@ def build_graph(recipe: Recipe, store: RunStore, require_data: bool = True) -> R
     g = RecipeGraph(recipe)
     variants = set(recipe.variants)
     data_path = resolve_data_path(recipe, must_exist=require_data)
+    if require_data or data_path.exists():  # a plan may come before the data; a folder or non-UTF-8 file never
+        from harness.stages.data import check_data_file
+
+        check_data_file(data_path)
     d = recipe.data
     # Files are fingerprinted by content and located at run time, so a moved checkout or runs folder is still cached.
     g.add(store, "data", "data", {"sha256": _file_hash(data_path) if data_path.is_file() else None,
@@ -315,7 +320,10 @@ class Pipeline:
                                                         "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
         self.console.print(f"[red]✗[/red] {stage.name:<22} partial  {ok}/{exc.total} ok, {exc.failed} failed, "
                            f"{exc.unsent} unsent")
-        return StageResult(stage.name, stage.kind, "partial", str(d.path), ok, 0.0, {})
+        from harness.stages.generation import read_spend
+
+        spent = read_spend(d.path / "spend.jsonl")  # paid for, though the stage is not done
+        return StageResult(stage.name, stage.kind, "partial", str(d.path), ok, round(spent, 6), {})
 
     def _load_inputs(self, stage: PlannedStage, graph_stages: dict[str, PlannedStage]) -> dict[str, StageInput]:
         inputs = {}
@@ -344,17 +352,17 @@ class Pipeline:
         if d.is_done() and (damage := d.damage()) is not None:
             if stage.kind in NOT_REBUILT:  # a model behind it: retraining is the user's call, not ours
                 raise HarnessError(f"stage {stage.name}: {damage}; delete {d.path} to build it again")
-            self.console.print(f"[yellow]↻[/yellow] {stage.name:<22} {damage}; rebuilding it (from its journal and "
-                               "the request cache where it has them)")
+            self.console.print(f"[yellow]↻[/yellow] {stage.name:<22} {escape(damage)}; rebuilding it (from its journal "
+                               "and the request cache where it has them)")
             d.manifest_path.unlink()
         if d.is_done():
             self._checked.add(stage.fingerprint)
             manifest = d.manifest()
-            self.console.print(f"[green]✓[/green] {stage.name:<22} cached   {d.path}")
+            self.console.print(f"[green]✓[/green] {stage.name:<22} cached   {escape(str(d.path))}")
             return StageResult(stage.name, stage.kind, "cached", str(d.path), manifest.get("records", 0),
                                manifest.get("info", {}).get("cost_usd", 0.0), manifest.get("info", {}))
         inputs = self._load_inputs(stage, self._graph_of(stage))
-        self.console.print(f"[bold cyan]▶[/bold cyan] {stage.name:<22} running  {d.path}")
+        self.console.print(f"[bold cyan]▶[/bold cyan] {stage.name:<22} running  {escape(str(d.path))}")
         d.path.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
         with d.lock():

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from harness.errors import HarnessError, Problem, RecipeError
 
@@ -98,7 +99,7 @@ def register(app: typer.Typer) -> None:
             print(json.dumps({"models": models}, indent=2))
         else:
             for label, path in models.items():
-                console.print(f"{label}: {path}")
+                console.print(f"{escape(label)}: {escape(str(path))}")
 
 
 def _run_node(pipe: Any, name: str, overrides: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from harness.errors import HarnessError
 
@@ -77,8 +78,8 @@ def eval_command(
               for i, name in enumerate(names)]
     back = EvalBackend(kind=backend, base_url=base_url, served_model=served_model)
     root = runs_dir or default_runs_dir()
-    rows, model_hash = score_model(model, suites, store_root=root, limit=limit, batch_size=batch_size,
-                                   backend=back, console=console, log=lambda m: console.print(f"  [dim]{m}[/dim]"))
+    rows, model_hash = score_model(model, suites, store_root=root, limit=limit, batch_size=batch_size, backend=back,
+                                   console=console, log=lambda m: console.print(f"  [dim]{escape(m)}[/dim]"))
     rows = [{**r, "model": model, "model_hash": model_hash, "variant": "model", "seed": None} for r in rows]
     out = output or root / "evals" / f"results-{model_hash[:12]}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +97,7 @@ def eval_command(
             err = "" if r["stderr"] is None else f"{100 * r['stderr']:.1f}"
             table.add_row(r["benchmark"], r["metric"], f"{100 * r['value']:.1f}", err, str(r["n"]))
     console.print(table)
-    console.print(f"results: {out}")
+    console.print(f"results: {escape(str(out))}")
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Benchmark data for offline evaluation.")

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hashlib
 import io
 import itertools
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from harness.dicts import deep_merge
 from harness.errors import Problem, RecipeError
 from harness.recipe.schema import CrossCheckError, Recipe
+from harness.recipe.yaml_gate import check_events, check_text, read_recipe_text, yaml_error
 
 Path_ = tuple[str | int, ...]
 
@@ -69,16 +73,12 @@ def _plain(node: Any) -> Any:
 
 
 def read_yaml(path: Path, display: str) -> Source:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RecipeError([Problem(display, 1, 1, f"cannot read recipe: {exc.strerror or exc}")]) from None
+    text = read_recipe_text(path, display)  # absent, a folder, too large, not UTF-8, binary: refused
+    check_events(text, display)  # depth, tags, alias expansion, value size: refused before anything is built
     try:
         data = YAML(typ="rt").load(io.StringIO(text))
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise RecipeError([Problem(display, line, col, f"invalid YAML: {exc.problem or exc}")]) from None
+    except (YAMLError, ValueError, TypeError, RecursionError) as exc:
+        raise yaml_error(exc, display) from None
     if data is None:
         data = CommentedMap()
     if not isinstance(data, CommentedMap):
@@ -105,14 +105,21 @@ def _layers(path: Path, display: str, seen: tuple[Path, ...] = ()) -> list[Sourc
 
 def parse_override(text: str, index: int) -> tuple[list[str], Any]:
     """`a.b=value` -> (["a", "b"], value parsed as a YAML scalar or flow collection)."""
-    where = f"--set {text}"
+    where = f"--set {text if len(text) <= 80 else text[:60] + '...'}"  # a hostile value is not echoed whole
     if "=" not in text or not text.split("=", 1)[0].strip():
         raise RecipeError([Problem(where, index, 1, "expected KEY=VALUE, e.g. train.learning_rate=5e-6")])
     key, raw = text.split("=", 1)
     try:
+        check_text(raw, where)
+        check_events(raw, where)
+    except RecipeError as exc:
+        raise RecipeError([Problem(where, index, len(key) + 2, exc.problems[0].message)]) from None
+    try:
         value = YAML(typ="safe").load(raw) if raw.strip() else ""
     except MarkedYAMLError as exc:
         raise RecipeError([Problem(where, index, len(key) + 2, f"invalid value: {exc.problem}")]) from None
+    except (YAMLError, ValueError, TypeError, RecursionError) as exc:
+        raise RecipeError([Problem(where, index, len(key) + 2, yaml_error(exc, where).problems[0].message)]) from None
     return key.strip().split("."), value
 
 
@@ -212,13 +219,44 @@ def expand_matrix(data: dict[str, Any], locate: Locator) -> list[tuple[dict[str,
     keys = list(matrix)
     for combo in itertools.product(*(matrix[k] for k in keys)):
         member = copy.deepcopy({k: v for k, v in data.items() if k != "matrix"})
-        suffix = []
         for key, value in zip(keys, combo, strict=True):
             _set_path(member, key.split("."), value)
-            shown = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-            suffix.append(f"{key.split('.')[-1]}={shown}")
-        members.append((member, f"{data.get('name', '')}__{'__'.join(suffix)}"))
+        members.append((member, member_name(str(data.get("name", "")), keys, combo)))
+    names = [n for _, n in members]
+    if len(set(names)) < len(names):  # values whose text is the same (1 and "1"): the exact values' hash decides
+        members = [(m, f"{n}-{_short_hash(combo)}") for (m, n), combo in
+                   zip(members, itertools.product(*(matrix[k] for k in keys)), strict=True)]
     return members
+
+
+SAFE_VALUE = re.compile(r"[A-Za-z0-9.=,+-]+(?:_[A-Za-z0-9.=,+-]+)*")  # no '/', no '__' (the name separator)
+MAX_VALUE_SLUG = 48
+MAX_NAME = 160  # a run folder's name; file systems allow 255 bytes
+
+
+def _short_hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def _value_slug(value: Any) -> str:
+    """A value as a safe piece of a folder name: itself when already safe, else a slug of it and a short hash of
+    the exact value (two values that slug the same stay distinct)."""
+    shown = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    if SAFE_VALUE.fullmatch(shown) and ".." not in shown and len(shown) <= MAX_VALUE_SLUG:
+        return shown
+    slug = re.sub(r"[^A-Za-z0-9.=,+-]+", "_", shown)
+    slug = re.sub(r"\.{2,}", ".", slug).strip("._")[:MAX_VALUE_SLUG].strip("._")
+    return f"{slug}-{_short_hash(value)}" if slug else _short_hash(value)
+
+
+def member_name(base: str, keys: list[str], combo: tuple[Any, ...]) -> str:
+    """`<name>__<leaf>=<value>...`, a single safe folder name (never a path separator or `..`): values that are
+    not safe as they are become a slug plus a short hash of the exact value; a long name is cut and hashed."""
+    parts = [f"{_value_slug(k.split('.')[-1])}={_value_slug(v)}" for k, v in zip(keys, combo, strict=True)]
+    name = f"{base}__{'__'.join(parts)}"
+    if len(name) > MAX_NAME:
+        name = f"{name[:MAX_NAME - 9].rstrip('._')}-{_short_hash([keys, list(combo)])}"
+    return name
 
 
 def load_recipes(path: Path | str, overrides: list[str] | None = None) -> list[Recipe]:

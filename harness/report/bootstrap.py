@@ -98,7 +98,7 @@ def paired_bootstrap(a: dict[Any, float], b: dict[Any, float], *, resamples: int
 def paired_table(table: Any, pairs: list[tuple[str, str]], *, resamples: int, seed: int,
                  confidence: float) -> tuple[list[Any], list[str]]:
     """Intervals for each (row, row) pair on each benchmark both rows have per-sample logs for."""
-    from harness.report.table import PairedDiff, find_row
+    from harness.report.model import PairedDiff, find_row
 
     out, notes = [], []
     bench_cols = [c.id for g in table.groups for c in g.benchmarks]

@@ -50,11 +50,47 @@ class Leaderboard:
         return [c for g in self.groups for c in g.columns]
 
 
+STORE_DIRS = ("stages", "assets", "cache", "evals")  # the shared stage store, never a run
+MAX_NESTING = 4
+
+
+def _is_finished(d: Path) -> bool:
+    results = d / "results.jsonl"
+    return (d / "run.json").is_file() and results.is_file() and results.stat().st_size > 0
+
+
 def finished_runs(runs_dir: Path) -> list[Path]:
+    """Every finished run folder: the runs folder's children, and run folders nested below a child that is not a
+    run itself (older harnesses wrote a matrix member whose value held a '/' as nested folders)."""
     if not runs_dir.is_dir():
         return []
-    return sorted(d for d in runs_dir.iterdir() if d.is_dir() and (d / "run.json").is_file()
-                  and (d / "results.jsonl").is_file() and (d / "results.jsonl").stat().st_size > 0)
+    found: list[Path] = []
+
+    def walk(folder: Path, depth: int) -> None:
+        try:
+            children = sorted(d for d in folder.iterdir() if d.is_dir() and not d.is_symlink())
+        except OSError:
+            return
+        for d in children:
+            if depth == 0 and d.name in STORE_DIRS:
+                continue
+            if (d / "run.json").is_file():
+                if _is_finished(d):
+                    found.append(d)
+            elif depth < MAX_NESTING:
+                walk(d, depth + 1)
+
+    walk(runs_dir, 0)
+    return sorted(found)
+
+
+def _run_info(d: Path) -> dict[str, Any]:
+    """run.json, or {} when it cannot be read: the run is still listed (by its folder name), never dropped."""
+    try:
+        info = json.loads((d / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def _teacher(config: dict[str, Any]) -> str:
@@ -69,7 +105,7 @@ def collect(runs_dir: Path) -> Leaderboard:
     all_rows: list[dict[str, Any]] = []
     per_run = []
     for d in dirs:
-        info = json.loads((d / "run.json").read_text())
+        info = _run_info(d)
         rows = headline_rows(read_results(d))
         all_rows += rows
         per_run.append((d, info, rows))
@@ -91,7 +127,7 @@ def collect(runs_dir: Path) -> Leaderboard:
             values: dict[str, list[float]] = {}
             for r in vrows:
                 values.setdefault(ids[(r["benchmark"], r["metric"])], []).append(100.0 * float(r["value"]))
-            entry = Entry(recipe=info.get("recipe") or d.name, run_dir=str(d),
+            entry = Entry(recipe=str(info.get("recipe") or d.relative_to(runs_dir)), run_dir=str(d),
                           student=str((config.get("student") or {}).get("model") or "-"), teacher=_teacher(config),
                           variant=variant, seeds=sorted({r.get("seed") for r in vrows if r.get("seed") is not None}),
                           cost=info.get("cost_usd"), date=str(info.get("updated") or ""),

@@ -31,7 +31,7 @@ def read_reference(name: str) -> dict[str, Any]:
 
 def load_reference(name: str) -> list[Any]:
     """The reference's rows as table rows (kind "reference")."""
-    from harness.report.table import Cell, Row, setting_text
+    from harness.report.model import Cell, Row, setting_text
 
     data = read_reference(name)
     ref = data.get("name", name)

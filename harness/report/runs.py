@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.report.table import ComparisonTable, LossCurve, RunData
+from harness.report.model import ComparisonTable, LossCurve, RunData
 from harness.store import read_jsonl, read_run_json
 
 MATRIX_FILE = "matrix.json"

@@ -14,229 +14,30 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from harness.report.bootstrap import paired_table
 from harness.report.groups import GROUPS, OTHER, OVERALL, average_id, display_name, group_of, order_key
-
-VARIANT_ORDER = ("base", "sft", "distilled_sft", "cft", "cgd")
-BASELINES = ("base", "sft", "distilled_sft", "cft")
-
-
-@dataclass
-class Cell:
-    mean: float  # x100
-    spread: float | None  # standard deviation over seeds when there are several (or as published)
-    seeds: int
-    values: list[float] = field(default_factory=list)  # per seed, x100
-    published: bool = False  # a published average shown because the row lacks the benchmarks to compute it
-
-
-@dataclass
-class Column:
-    id: str  # benchmark (or benchmark/metric when a benchmark has several), or avg:<group>
-    label: str
-    group: str
-    is_average: bool = False
-
-
-@dataclass
-class Group:
-    id: str
-    label: str
-    columns: list[Column]
-
-    @property
-    def benchmarks(self) -> list[Column]:
-        return [c for c in self.columns if not c.is_average]
-
-
-@dataclass
-class Row:
-    key: str  # unique: "cgd", "cgd[specificity=generic]", "paper-llama:cgd"
-    variant: str
-    label: str  # the first column's text
-    settings: dict[str, Any] = field(default_factory=dict)  # varied key -> value (ablations)
-    kind: str = "run"  # run | reference
-    source: str = ""  # run folder(s) or reference name
-    cells: dict[str, Cell] = field(default_factory=dict)
-    # column -> seed -> (per-sample log, metric); for paired bootstrap intervals
-    samples: dict[str, dict[Any, tuple[str, str]]] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def title(self) -> str:
-        """One-line name for legends: the label plus the settings."""
-        if not self.settings:
-            return self.label
-        return f"{self.label} " + ", ".join(f"{_leaf(k)}={_show(v)}" for k, v in self.settings.items())
-
-
-@dataclass
-class PairedDiff:
-    a: str  # row keys; the difference is b - a, x100
-    b: str
-    column: str
-    diff: float
-    low: float
-    high: float
-    n: int  # items both rows were scored on
-
-
-@dataclass
-class LossCurve:
-    label: str
-    path: str
-    points: list[tuple[float, float]]  # (epoch or step, loss)
-
-
-@dataclass
-class RunData:
-    """One run's result rows and what identifies it among the runs of a report."""
-
-    name: str
-    rows: list[dict[str, Any]]
-    settings: dict[str, Any] = field(default_factory=dict)
-    run_dir: Path | None = None
-    info: dict[str, Any] = field(default_factory=dict)  # run.json
-
-
-@dataclass
-class ComparisonTable:
-    title: str
-    groups: list[Group]
-    rows: list[Row]
-    varied: list[str] = field(default_factory=list)  # dotted keys the runs differ in: the pivot's index
-    notes: list[str] = field(default_factory=list)
-    pairs: list[PairedDiff] = field(default_factory=list)
-    curves: list[LossCurve] = field(default_factory=list)
-    bootstrap: dict[str, Any] = field(default_factory=dict)  # resamples, seed, confidence
-    versus: list[str] = field(default_factory=list)  # extra delta sections: non-baseline rows against a variant
-
-    @property
-    def columns(self) -> list[Column]:
-        return [c for g in self.groups for c in g.columns]
-
-    @property
-    def scored_rows(self) -> list[Row]:
-        """Rows that best cells and deltas are computed over."""
-        runs = [r for r in self.rows if r.kind == "run"]
-        return runs or self.rows
-
-    @property
-    def is_ablation(self) -> bool:
-        """Several runs that differ in recipe settings (not only reference rows with settings)."""
-        return any(r.settings for r in self.rows if r.kind == "run")
-
-    def row(self, key: str) -> Row | None:
-        return next((r for r in self.rows if r.key == key), None)
-
-    def is_scored(self, row: Row) -> bool:
-        return any(r is row for r in self.scored_rows)
-
-    def _peers(self, row: Row) -> list[Row]:
-        """Scored rows comparable with `row`: all run rows, or the rows of the same published source."""
-        return [r for r in self.scored_rows if r.kind == "run" or r.source == row.source]
-
-    def base_row(self, row: Row) -> Row | None:
-        if not self.is_scored(row):
-            return None
-        pool = [r for r in self._peers(row) if r.variant == "base"]
-        if len(pool) > 1:
-            pool = [r for r in pool if r.settings == row.settings] or pool[:1]
-        return pool[0] if pool else None
-
-    def delta_base(self, row: Row, column: str) -> float | None:
-        base = self.base_row(row)
-        if base is None or base is row or row.variant == "base":
-            return None
-        return _diff(row.cells.get(column), base.cells.get(column))
-
-    def best_baseline(self, row: Row, column: str) -> Row | None:
-        pool = [r for r in self._peers(row) if r.variant in BASELINES and column in r.cells]
-        # In a matrix whose baselines vary too (a learning-rate sweep), compare within the same settings.
-        pool = [r for r in pool if not r.settings or r.settings == row.settings] or pool
-        return max(pool, key=lambda r: r.cells[column].mean, default=None)
-
-    def delta_best(self, row: Row, column: str) -> float | None:
-        if row.variant in BASELINES or not self.is_scored(row):
-            return None
-        best = self.best_baseline(row, column)
-        return None if best is None else _diff(row.cells.get(column), best.cells.get(column))
-
-    def is_best(self, row: Row, column: str) -> bool:
-        if not self.is_scored(row) or column not in row.cells:
-            return False
-        present = [r for r in self._peers(row) if column in r.cells]
-        top = max(round(r.cells[column].mean, 1) for r in present)
-        return len(present) > 1 and round(row.cells[column].mean, 1) == top
-
-    def versus_row(self, row: Row, variant: str) -> Row | None:
-        pool = [r for r in self._peers(row) if r.variant == variant and r is not row]
-        if len(pool) > 1:
-            pool = [r for r in pool if r.settings == row.settings] or pool[:1]
-        return pool[0] if pool else None
-
-    def delta_versus(self, row: Row, column: str, variant: str) -> float | None:
-        other = self.versus_row(row, variant) if self.is_scored(row) else None
-        return None if other is None else _diff(row.cells.get(column), other.cells.get(column))
-
-    def versus_rows(self, variant: str) -> list[Row]:
-        return [r for r in self.scored_rows if r.variant not in BASELINES and self.versus_row(r, variant) is not None]
-
-    def delta_sections(self) -> list[tuple[str, str, list[Row], Any]]:
-        """(title, caption, rows, delta(row, column)) for each block of deltas a report shows."""
-        out: list[tuple[str, str, list[Row], Any]] = [
-            ("Δ vs base", "", self.delta_rows(), self.delta_base),
-            ("Δ vs best baseline", f"Against the best of {', '.join(BASELINES)} in each column.",
-             self.best_baseline_rows(), self.delta_best)]
-        for variant in self.versus:
-            out.append((f"Δ vs {variant}", "", self.versus_rows(variant),
-                        lambda r, c, v=variant: self.delta_versus(r, c, v)))
-        return [s for s in out if s[2]]
-
-    def delta_rows(self) -> list[Row]:
-        """Rows with a delta against base."""
-        return [r for r in self.scored_rows if r.variant != "base" and self.base_row(r) is not None]
-
-    def best_baseline_rows(self) -> list[Row]:
-        """Rows compared with the best baseline (non-baseline rows, when the table has baselines besides base)."""
-        # With base the only baseline, this would repeat the deltas against base.
-        return [r for r in self.scored_rows
-                if r.variant not in BASELINES and any(p.variant in BASELINES[1:] for p in self._peers(r))]
-
-
-def _diff(a: Cell | None, b: Cell | None) -> float | None:
-    return None if a is None or b is None else a.mean - b.mean
-
-
-def _leaf(key: str) -> str:
-    return key.split(".")[-1]
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, dict):
-        return ",".join(f"{k}:{_show(v)}" for k, v in value.items())
-    if isinstance(value, list):
-        return ",".join(map(_show, value))
-    return str(value)
-
-
-def setting_text(value: Any) -> str:
-    return _show(value)
-
-
-def leaf_names(keys: list[str]) -> dict[str, str]:
-    """Short names for varied keys: the last part unless two keys share it."""
-    leaves = [_leaf(k) for k in keys]
-    return {k: (_leaf(k) if leaves.count(_leaf(k)) == 1 else k) for k in keys}
-
-
-def variant_rank(variant: str) -> tuple[int, str]:
-    return (VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else len(VARIANT_ORDER), variant)
+from harness.report.model import (  # noqa: F401  (re-exported: the table's public names)
+    BASELINES,
+    VARIANT_ORDER,
+    Cell,
+    Column,
+    ComparisonTable,
+    Group,
+    LossCurve,
+    PairedDiff,
+    Row,
+    RunData,
+    _leaf,
+    _show,
+    find_row,
+    leaf_names,
+    setting_text,
+    variant_rank,
+)
+from harness.report.reference import load_reference
+from harness.report.runs import loss_curves
 
 
 def headline_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -288,7 +89,7 @@ def build_table(data: list[dict[str, Any]] | list[RunData], title: str, *, refer
     for the paired intervals (0: none); `pairs`: (row key, row key) to compare, default: every row against base, or
     in an ablation every setting against the first one. `versus`: variants to add a delta section against (the
     paper's tables show "CGD - CFT")."""
-    from harness.report.reference import load_reference
+
 
     runs = [RunData("run", list(data))] if not data or isinstance(data[0], dict) else list(data)  # type: ignore[arg-type]
     headline = {id(run): headline_rows(run.rows) for run in runs}
@@ -320,7 +121,7 @@ def build_table(data: list[dict[str, Any]] | list[RunData], title: str, *, refer
             r.key = f"{r.key}@{r.source}"
 
     ref_rows: list[Row] = []
-    notes: list[str] = left_out_notes(runs)
+    notes: list[str] = left_out_notes(runs) + spend_notes(runs)
     for name in references or []:
         ref_rows += load_reference(name)
     benchmarks = list(dict.fromkeys([c for r in rows for c in r.cells]
@@ -334,11 +135,11 @@ def build_table(data: list[dict[str, Any]] | list[RunData], title: str, *, refer
     varied = list(dict.fromkeys(varied + [k for r in ref_rows for k in r.settings]))
     table = ComparisonTable(title, groups, rows + ref_rows, varied, notes, versus=list(versus or []))
     if curves:
-        from harness.report.runs import loss_curves
+
 
         table.curves = loss_curves(runs, table)
     if bootstrap > 0:
-        from harness.report.bootstrap import paired_table
+
 
         table.bootstrap = {"resamples": bootstrap, "seed": bootstrap_seed, "confidence": confidence}
         table.pairs, missing = paired_table(table, pairs if pairs is not None else default_pairs(table),
@@ -361,6 +162,21 @@ def left_out_notes(runs: list[RunData]) -> list[str]:
         if parts:
             of = f" of {prompts} prompts" if prompts else ""
             notes.append(f"training examples{of} in {run.name}: " + "; ".join(parts))
+    return notes
+
+
+def spend_notes(runs: list[RunData]) -> list[str]:
+    """The teacher spend of each run that paid for anything, by stage, against the recipe's budget when it set one."""
+    notes = []
+    for run in runs:
+        stages = run.info.get("stages") or {}
+        paid = {name: s.get("cost_usd") or 0.0 for name, s in stages.items() if (s.get("cost_usd") or 0) > 0}
+        budget = (run.info.get("recipe_config") or {}).get("budget_usd")
+        if paid or budget:
+            by_stage = ", ".join(f"{name} ${usd:.4f}" for name, usd in paid.items())
+            of = f" of the ${budget:g} budget" if budget else ""
+            notes.append(f"teacher spend in {run.name}: ${sum(paid.values()):.4f}{of}"
+                         + (f" ({by_stage})" if by_stage else ""))
     return notes
 
 
@@ -423,12 +239,3 @@ def default_pairs(table: ComparisonTable) -> list[tuple[str, str]]:
         return pairs
     base = next((r for r in runs if r.variant == "base"), None)
     return [(base.key, r.key) for r in runs if base is not None and r is not base]
-
-
-def find_row(table: ComparisonTable, name: str) -> Row | None:
-    """A row by key, label or title (for --pair)."""
-    for attr in ("key", "title", "label"):
-        found = [r for r in table.rows if getattr(r, attr) == name]
-        if len(found) == 1:
-            return found[0]
-    return None

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from harness.report.html import to_html
 from harness.report.render import to_markdown, to_rich
@@ -39,7 +40,7 @@ def write_run_reports(summaries: list[dict[str, Any]], recipes: list[Any], runs_
             console.print(to_rich(table))
         md, html = write_table(table, run_dir)
         summary["report"], summary["report_html"] = str(md), str(html)
-        console.print(f"report: {md}  (HTML: {html})")
+        console.print(f"report: {escape(str(md))}  (HTML: {escape(str(html))})")
     if single or not any(s["results"] for s in summaries):
         return None
     base = recipes[0].name.split("__")[0]
@@ -51,5 +52,5 @@ def write_run_reports(summaries: list[dict[str, Any]], recipes: list[Any], runs_
     table = build_table([r for r in runs if r.rows], title)
     console.print(to_rich(table))
     md, html = write_table(table, folder)
-    console.print(f"matrix report: {md}  (HTML: {html})")
+    console.print(f"matrix report: {escape(str(md))}  (HTML: {escape(str(html))})")
     return {"dir": str(folder), "report": str(md), "report_html": str(html), "members": len(recipes)}

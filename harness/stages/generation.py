@@ -31,6 +31,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from harness.errors import HarnessError
 from harness.llm import Backend, ChatRequest, ChatResult, LLMError, NotSent
 from harness.llm.base import backoff_delay
@@ -500,7 +502,8 @@ async def _run(ctx: StageContext, records: list[Record], job: GenerationJob, lab
              "failure_reasons": dict(runner.reasons.most_common()),
              "failures": [{"id": r["id"], "reason": r["error"]} for r in failed.values()]}
     if failed:
-        ctx.log(f"[yellow]{len(failed)} failed[/yellow] ({', '.join(f'{k}: {v}' for k, v in runner.reasons.items())})"
+        reasons = escape(", ".join(f"{k}: {v}" for k, v in runner.reasons.items()))  # error bodies may hold [...]
+        ctx.log(f"[yellow]{len(failed)} failed[/yellow] ({reasons})"
                 "; their reasons are in the records and in the stage info")
     return out, stats
 

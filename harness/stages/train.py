@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.stages.base import StageContext, StageFailed, StageInput, StageOutput
@@ -229,7 +230,7 @@ def _finished(ctx: StageContext, config_hash: str) -> bool:
 def _launch(ctx: StageContext, config_path: Path, launch: Any, log_name: str = "train.log") -> Any:
     from harness.axolotl.launch import TrainFailed, run_axolotl_train
 
-    ctx.log(f"axolotl train {config_path} (launcher {launch.kind}, {launch.world_size} process(es))")
+    ctx.log(f"axolotl train {escape(str(config_path))} (launcher {launch.kind}, {launch.world_size} process(es))")
     with TrainProgress(ctx.console, ctx.name, world_size=launch.world_size) as progress:
         try:
             return run_axolotl_train(config_path, log_path=ctx.path / log_name, launcher=launch, env=_env(),
@@ -246,7 +247,7 @@ def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
     out_dir = Path(cfg["output_dir"])
     info: dict[str, Any] = {"config": str(config_path), "config_hash": config_hash, **facts}
     if _finished(ctx, config_hash):
-        ctx.log(f"already trained with this config ({out_dir}); recording it")
+        ctx.log(f"already trained with this config ({escape(str(out_dir))}); recording it")
         info.update(json.loads((ctx.path / DONE_MARKER).read_text()).get("result", {}))
     elif launch.num_machines > 1:
         raise StageFailed(ctx.name, f"a {launch.num_machines}-machine training starts on every machine: run "
@@ -304,7 +305,7 @@ def merge_lora(ctx: StageContext, config_path: Path, adapter_dir: Path, dest: Pa
         return merged
     cmd = [axolotl_executable(), "merge-lora", str(config_path), "--lora-model-dir", str(adapter_dir),
            "--output-dir", str(dest)]
-    ctx.log(f"merging the LoRA adapter: {' '.join(cmd[1:])}")
+    ctx.log(f"merging the LoRA adapter: {escape(' '.join(cmd[1:]))}")
     log = ctx.path / "merge.log"
     with log.open("a", encoding="utf-8") as handle:
         proc = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env(),
