@@ -12,8 +12,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from harness.errors import HarnessError, RecipeError
+from harness.errors import HarnessError, RecipeError, write_error
 from harness.paths import default_runs_dir
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -40,7 +41,11 @@ def _load(recipe: Path, overrides: list[str] | None):
 
 
 @app.command()
-def validate(files: Annotated[list[Path], typer.Argument(help="Recipe files.")]) -> None:
+def validate(files: Annotated[list[Path], typer.Argument(help="Recipe files.")],
+             preflight: Annotated[bool, typer.Option(
+                 "--preflight", help="Also check what the stages that will run need here: API keys in the "
+                                     "environment, the vllm command, GPUs (as `cgd plan` and `cgd run` do).")] = False,
+             runs_dir: RunsDir = None) -> None:
     """Check recipes: exit 0, or 2 with FILE:LINE:COL: message per problem. Writes nothing."""
     from harness.axolotl.cli import training_problems
     from harness.recipe import load_recipes
@@ -56,10 +61,35 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Recipe files.")])
         if found:
             problems += [str(p) for p in found]
             continue
+        if preflight:
+            found_here = _preflight_problems(members, runs_dir)
+            if found_here:
+                problems += found_here
+                continue
         suffix = f" ({len(members)} matrix members)" if len(members) > 1 else ""
-        Console(highlight=False).print(f"{path}: ok{suffix}")
+        Console(highlight=False).print(f"{escape(str(path))}: ok{suffix}")
     if problems:
         _fail("\n".join(problems), 2)
+
+
+def _preflight_problems(recipes, runs_dir: Path | None) -> list[str]:
+    """Preflight of a recipe's plan (stages cached in the runs folder need nothing); reads, never writes."""
+    from harness.pipeline import Pipeline
+    from harness.preflight import preflight
+    from harness.store import RunStore
+
+    try:
+        pipe = Pipeline(recipes, RunStore(runs_dir or default_runs_dir()), _console(True), require_data=False)
+    except RecipeError as exc:
+        return [str(p) for p in exc.problems]
+    except HarnessError as exc:
+        return [f"error: {exc}"]
+    return preflight(pipe)
+
+
+PREFLIGHT_HEAD = "preflight: {n} problem(s) must be fixed before `cgd run` can start (nothing was sent):"
+PLAN_PREFLIGHT_HEAD = ("preflight: {n} problem(s) would stop `cgd run` on this machine (`cgd validate --preflight` "
+                       "exits 2 on them):")
 
 
 @app.command()
@@ -81,19 +111,25 @@ def keys(prefix: Annotated[str, typer.Argument(help="Only keys starting with thi
 @app.command()
 def plan(recipe: Path, set_: Sets = None, runs_dir: RunsDir = None,
          as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Show the stages, which are cached and which will run, request counts and the estimated teacher cost."""
+    """Show the stages, which are cached and which will run, request counts and the estimated teacher cost; then
+    what would stop `cgd run` here (preflight: API keys, the vllm command, GPUs), reported without failing."""
     from harness.estimate import plan_rows, render_plan
     from harness.pipeline import Pipeline
+    from harness.preflight import preflight
     from harness.store import RunStore
 
     console = _console(as_json)
     recipes = _load(recipe, set_)
     pipe = Pipeline(recipes, RunStore(runs_dir or default_runs_dir()), console, require_data=False)
     rows = plan_rows(pipe)
+    problems = preflight(pipe)
     if as_json:
-        print(json.dumps({"stages": rows, "estimated_cost_usd": round(sum(r["est_cost_usd"] or 0 for r in rows), 4)}))
+        print(json.dumps({"stages": rows, "estimated_cost_usd": round(sum(r["est_cost_usd"] or 0 for r in rows), 4),
+                          "preflight": problems}))
     else:
         render_plan(console, rows)
+    if problems:  # reported, not fatal: a plan (and its cost) is also made away from the machine that will run it
+        print("\n".join([PLAN_PREFLIGHT_HEAD.format(n=len(problems)), *problems]), file=sys.stderr)
 
 
 @app.command()
@@ -102,7 +138,9 @@ def run(recipe: Path, until: Annotated[str | None, typer.Option(help="Stop after
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary last.")] = False) -> None:
     """Run what is not done yet, then print the comparison table (a matrix: its pivot) and write the reports."""
     from harness.pipeline import KINDS, Pipeline, run_lock
+    from harness.preflight import preflight
     from harness.report.write import write_run_reports
+    from harness.stages.base import RunPartial, StageFailed
     from harness.store import RunStore
 
     if until is not None and until not in KINDS:
@@ -110,24 +148,46 @@ def run(recipe: Path, until: Annotated[str | None, typer.Option(help="Stop after
     console = _console(as_json)
     recipes = _load(recipe, set_)
     store = RunStore(runs_dir or default_runs_dir())
+    stop = None if until == "report" else until
     try:
+        pipe = Pipeline(recipes, store, console)
+        problems = preflight(pipe, stop)  # before any stage runs: nothing is sent, no server started
+        if problems:
+            _fail("\n".join([PREFLIGHT_HEAD.format(n=len(problems)), *problems]), 2)
         with run_lock(store, recipes):
-            summaries = Pipeline(recipes, store, console).run(until=None if until == "report" else until)
+            summaries = pipe.run(until=stop)
+    except StageFailed as exc:
+        if as_json and isinstance(exc, RunPartial):  # a partial run still prints its summary, then exits 1
+            print(json.dumps(_json_out(exc.summaries, None), indent=2))
+        raise
     finally:
         store.close()
     matrix = write_run_reports(summaries, recipes, store.root, console)
     if as_json:
-        out = summaries[0] if len(summaries) == 1 else {"runs": summaries, **({"matrix": matrix} if matrix else {})}
-        print(json.dumps(out, indent=2))
+        print(json.dumps(_json_out(summaries, matrix), indent=2))
+
+
+def _run_status(summary: dict) -> str:
+    states = {s.get("status") for s in summary.get("stages", {}).values()}
+    return "partial" if states & {"partial", "blocked"} else "done"
+
+
+def _json_out(summaries: list[dict], matrix) -> dict:
+    summaries = [{**s, "status": _run_status(s)} for s in summaries]
+    if len(summaries) == 1:
+        return summaries[0]
+    return {"runs": summaries, "status": "partial" if any(s["status"] == "partial" for s in summaries) else "done",
+            **({"matrix": matrix} if matrix else {})}
 
 
 @app.command()
 def status(target: Annotated[Path, typer.Argument(help="A run folder or a recipe file.")], runs_dir: RunsDir = None,
            set_: Sets = None) -> None:
-    """Which stages of a run are done, cached or missing."""
+    """Which stages of a run are done, partial (with their ok/failed/unsent counts), blocked or missing, and the
+    spend so far per stage and in total (unfinished stages included); of a recipe file, its plan."""
     from rich.table import Table
 
-    from harness.pipeline import describe_output
+    from harness.pipeline import TEACHER_KINDS
 
     console = _console()
     if target.suffix in (".yaml", ".yml"):
@@ -141,20 +201,35 @@ def status(target: Annotated[Path, typer.Argument(help="A run folder or a recipe
     run_json = target / "run.json"
     if not run_json.exists():
         _fail(f"{target}: no run.json here (not a run folder)", 2)
-    info = json.loads(run_json.read_text())
-    table = Table(title=f"{info['recipe']} (last run {info.get('updated')})")
-    for col in ("stage", "state", "output", "cost $", "folder"):
-        table.add_column(col, overflow="fold")
-    for name, st in info["stages"].items():
-        # The state on disk now, not as of the last run: done.json is a stage's commit point.
-        done = Path(st["path"], "done.json")
-        manifest = json.loads(done.read_text()) if done.exists() else {}
-        state = "done" if manifest else ("partial" if Path(st["path"], "journal.jsonl").exists() else "missing")
-        output = describe_output(manifest) if manifest else ""
-        table.add_row(name, state, output, f"{st['cost_usd'] or 0:.4f}", Path(st["path"]).name)
-    console.print(table)
-    console.print(f"stage folders: {Path(next(iter(info['stages'].values()))['path']).parent}")
+    from harness.inspect import run_status
+    from harness.store import read_run_json
 
+    try:
+        info = read_run_json(run_json)
+        rows = run_status(info, store_root=(runs_dir or target.absolute().parent))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        _fail(f"{run_json}: cannot be read ({exc})", 2)
+    table = Table(title=f"{info['recipe']} (last run {info.get('updated')})")
+    for col in ("stage", "state", "output", "spent $", "folder"):
+        table.add_column(col, overflow="fold")
+    colors = {"done": "green", "partial": "red", "interrupted": "yellow"}
+    for row in rows:
+        state = f"[{colors[row.state]}]{row.state}[/]" if row.state in colors else row.state
+        spent = "" if row.spent_usd is None else f"{row.spent_usd:.4f}"
+        table.add_row(escape(row.name), state, escape(row.output), spent, escape(Path(row.path).name))
+    console.print(table)
+    for row in rows:
+        if row.state == "partial" and row.message:
+            console.print(f"[red]{escape(row.name)}[/red] partial: {escape(row.message)}", soft_wrap=True)
+    teacher = [r for r in rows if r.kind in TEACHER_KINDS and r.spent_usd is not None]
+    total = sum(r.spent_usd or 0.0 for r in rows)
+    per_stage = ", ".join(f"{r.name} ${r.spent_usd:.4f}" for r in teacher)
+    budget = (info.get("recipe_config") or {}).get("budget_usd")
+    console.print(f"spend so far: ${total:.4f} in total" + (f" of budget_usd ${budget:g}" if budget else "")
+                  + (f" ({per_stage})" if per_stage else "")
+                  + " [dim](from each stage's spend.jsonl, unfinished stages included)[/dim]")
+    if rows:
+        console.print(f"stage folders: {escape(str(Path(rows[0].path).parent))}")
 
 
 @app.command()
@@ -220,7 +295,7 @@ def report(run_dirs: Annotated[list[Path] | None, typer.Argument(
     text = RENDERERS[fmt](table)
     if output:
         output.write_text(text)
-        _console().print(f"wrote {output}")
+        _console().print(f"wrote {escape(str(output))}")
     else:
         sys.stdout.write(text)
 
@@ -259,7 +334,7 @@ def leaderboard(runs_dir: RunsDir = None,
     text = lb.RENDERERS[fmt](board)
     if output:
         output.write_text(text)
-        _console().print(f"wrote {output} ({len(board.entries)} rows)")
+        _console().print(f"wrote {escape(str(output))} ({len(board.entries)} rows)")
     else:
         sys.stdout.write(text)
 
@@ -323,6 +398,8 @@ def main() -> None:
         if isinstance(exc, click.ClickException):
             exc.show()
             sys.exit(2)
+        if (unwritable := write_error(exc)) is not None:  # a read-only or full runs folder: one line, no traceback
+            _fail_plain(f"error: {unwritable}", 2)
         raise
 
 

@@ -24,7 +24,7 @@ from harness.paths import PROJECT_ROOT
 from harness.prompts import load_style
 from harness.recipe import Recipe, recipe_to_dict
 from harness.stages import STAGES
-from harness.stages.base import StageContext, StageFailed, StageInput, StagePartial
+from harness.stages.base import RunPartial, StageContext, StageFailed, StageInput, StagePartial
 from harness.store import RunStore, StageDir, atomic_write_json, file_lock, fingerprint, relativize_paths
 
 KINDS = ("data", "student", "probe", "critique", "refine", "answer", "export", "train", "evaluate", "report")
@@ -304,9 +304,9 @@ class Pipeline:
         for graph in self.graphs:
             summaries.append(self._summarize(graph, results, until))
         if partial:
-            raise StageFailed(", ".join(e.stage for e in partial),
-                              "\n".join(str(e) for e in partial) + "\nStages left partial are not done; run the same "
-                              "command again to send only the failed and missing requests.")
+            raise RunPartial(", ".join(e.stage for e in partial),
+                             "\n".join(str(e) for e in partial) + "\nStages left partial are not done; run the same "
+                             "command again to send only the failed and missing requests.", summaries=summaries)
         return summaries
 
     def _record_partial(self, stage: PlannedStage, exc: StagePartial) -> StageResult:

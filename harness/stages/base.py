@@ -67,3 +67,11 @@ class StagePartial(StageFailed):
     def __init__(self, stage: str, message: str, failed: int, unsent: int, total: int) -> None:
         super().__init__(stage, message)
         self.failed, self.unsent, self.total = failed, unsent, total
+
+
+class RunPartial(StageFailed):
+    """A run that ended with partial stages: exit 1, with the run summaries (stage statuses) it wrote."""
+
+    def __init__(self, stage: str, message: str, summaries: list[dict[str, Any]]) -> None:
+        super().__init__(stage, message)
+        self.summaries = summaries
