@@ -61,6 +61,10 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Recipe files.")],
         if found:
             problems += [str(p) for p in found]
             continue
+        found_in_graph = _graph_problems(members, runs_dir)  # stage contracts, data file
+        if found_in_graph:
+            problems += found_in_graph
+            continue
         if preflight:
             found_here = _preflight_problems(members, runs_dir)
             if found_here:
@@ -70,6 +74,21 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Recipe files.")],
         Console(highlight=False).print(f"{escape(str(path))}: ok{suffix}")
     if problems:
         _fail("\n".join(problems), 2)
+
+
+def _graph_problems(recipes, runs_dir: Path | None) -> list[str]:
+    """What building the stage graph refuses (a stage reading a field nothing upstream writes, a bad data file)."""
+    from harness.pipeline import build_graph
+    from harness.store import RunStore
+
+    store = RunStore(runs_dir or default_runs_dir())  # nothing is written: the graph only names stage folders
+    problems: list[str] = []
+    for recipe in recipes:
+        try:
+            build_graph(recipe, store, require_data=False)
+        except HarnessError as exc:
+            problems += [line for line in str(exc).splitlines() if line not in problems]
+    return problems
 
 
 def _preflight_problems(recipes, runs_dir: Path | None) -> list[str]:

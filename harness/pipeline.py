@@ -18,14 +18,16 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from harness.contract import check_output, graph_problems
 from harness.errors import HarnessError, write_error
 from harness.evaluation import load_suite
 from harness.paths import PROJECT_ROOT
-from harness.prompts import load_style
 from harness.recipe import Recipe, recipe_to_dict
 from harness.stages import STAGES
 from harness.stages.base import RunPartial, StageContext, StageFailed, StageInput, StagePartial
 from harness.store import RunStore, StageDir, atomic_write_json, file_lock, fingerprint, relativize_paths
+from harness.variants import get_variant
+from harness.variants.work import style_params, work_for
 
 KINDS = ("data", "student", "probe", "critique", "refine", "answer", "export", "train", "evaluate", "report")
 TEACHER_KINDS = ("critique", "refine", "answer")
@@ -109,16 +111,11 @@ def _sampled_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _style_params(name: str) -> dict[str, Any]:
-    return {"name": name, "spec": load_style(name).spec}
-
-
 def build_graph(recipe: Recipe, store: RunStore, require_data: bool = True) -> RecipeGraph:
     """`require_data=False` (plans) accepts a data file that is not there yet."""
     from harness.stages import train as train_stage
 
     g = RecipeGraph(recipe)
-    variants = set(recipe.variants)
     data_path = resolve_data_path(recipe, must_exist=require_data)
     if require_data or data_path.exists():  # a plan may come before the data; a folder or non-UTF-8 file never
         from harness.stages.data import check_data_file
@@ -140,35 +137,24 @@ def build_graph(recipe: Recipe, store: RunStore, require_data: bool = True) -> R
         student_params, student_runtime = _model_identity(s.model), {"model": s.model}
     g.add(store, "student", "student", student_params, runtime=student_runtime)
 
-    style = _style_params(recipe.critique.style)
-    teacher = _teacher_params(recipe)
-    if variants & {"cft", "cgd"}:
-        g.add(store, "probe", "probe", {"backend": s.backend, "generation": s.generation.model_dump()},
-              {"data": "data", "student": "student"}, {"batch_size": s.batch_size})
-        g.add(store, "critique", "critique", {"style": style, "teacher": teacher}, {"probe": "probe"})
-    if "cgd" in variants:
-        g.add(store, "refine", "refine", {"style": style, "teacher": teacher}, {"critique": "critique"})
-    if "distilled_sft" in variants:
-        g.add(store, "answer", "answer", {"style": style, "teacher": teacher}, {"data": "data"})
-
-    from harness.stages.export import SOURCE
+    style = style_params(recipe)
+    specs = [get_variant(v) for v in recipe.variants]
+    for work in work_for({spec.source for spec in specs if spec.trains}):  # what the variants train on, declared
+        g.add(store, work.name, work.kind, work.params(recipe), work.inputs, work.runtime(recipe))
 
     suites = _eval_suites(recipe)
     eval_params = {"suites": suites, "limit": recipe.eval.limit}
     eval_runtime = {"batch_size": recipe.eval.batch_size, "backend": _eval_backend(recipe)}
     g.add(store, "evaluate:base", "evaluate", {**eval_params, "variant": "base", "seed": None, "label": "base"},
           {"model": "student"}, eval_runtime)
-    for variant in recipe.variants:
-        if variant == "base":
+    for spec in specs:
+        if not spec.trains:
             continue
+        variant = spec.name
         export_params = {"variant": variant, "style": style, "keep_unverified": recipe.critique.keep_unverified}
-        if variant == "cgd":
-            export_params |= {"specificity": recipe.critique.specificity, "seed": recipe.seed}
-            if recipe.critique.mix is not None:  # only when set, so recipes without a mix keep their fingerprints
-                right, wrong = recipe.critique.mix.shares
-                export_params["mix"] = {"right": right, "wrong": wrong}
-        g.add(store, f"export:{variant}", "export", export_params,
-              {SOURCE[variant]: SOURCE[variant], "student": "student"})
+        if spec.export_params is not None:
+            export_params |= spec.export_params(recipe)
+        g.add(store, f"export:{variant}", "export", export_params, {spec.source: spec.source, "student": "student"})
         for seed in recipe.train_seeds:
             train_name = f"train:{variant}:{seed}"
             g.add(store, train_name, "train", train_stage.stage_params(recipe, seed),
@@ -176,13 +162,14 @@ def build_graph(recipe: Recipe, store: RunStore, require_data: bool = True) -> R
             g.add(store, f"evaluate:{variant}:{seed}", "evaluate",
                   {**eval_params, "variant": variant, "seed": seed, "label": f"{variant} (seed {seed})"},
                   {"model": train_name}, eval_runtime)
+    problems = graph_problems(g)
+    if problems:
+        where = f"{recipe.source_path}: " if recipe.source_path else ""
+        raise HarnessError("\n".join(f"{where}variants: {p}" for p in problems))
     teachers = [st for st in g.stages.values() if st.kind in TEACHER_KINDS]
     for st in teachers:  # the recipe-wide budget_usd counts what the other teacher stages spent
         st.runtime["budget_peers"] = [str(o.dir.path) for o in teachers if o is not st]
     return g
-
-
-TEACHER_KINDS = ("critique", "refine", "answer")
 
 
 def _eval_suites(recipe: Recipe) -> list[dict[str, Any]]:
@@ -207,12 +194,6 @@ def _default_tiny():
     from harness.recipe.schema import TinyStudentSpec
 
     return TinyStudentSpec()
-
-
-def _teacher_params(recipe: Recipe) -> dict[str, Any]:
-    from harness.stages.teacher import teacher_params
-
-    return teacher_params(recipe)
 
 
 def _with_upstream(graph: RecipeGraph, names: set[str]) -> set[str]:
@@ -243,7 +224,12 @@ def describe_output(manifest: dict[str, Any]) -> str:
 
 
 def kind_included(kind: str, until: str | None) -> bool:
-    return until is None or KINDS.index(kind) <= KINDS.index(until)
+    return until is None or _rank(kind) <= _rank(until)
+
+
+def _rank(kind: str) -> float:
+    """A stage kind's place in the run order; a work stage a plugin registered comes before export."""
+    return KINDS.index(kind) if kind in KINDS else KINDS.index("export") - 0.5
 
 
 @dataclass
@@ -381,6 +367,7 @@ class Pipeline:
                 with contextlib.suppress(OSError):  # on a full disk the log cannot be written; the error still shows
                     (d.path / "error.log").write_text(traceback.format_exc())
                 raise StageFailed(stage.name, f"{type(exc).__name__}: {exc}", traceback.format_exc()[-3000:]) from exc
+            check_output(stage.name, tuple(stage.module.WRITES), out.records)
             info = {**out.info, "seconds": round(time.monotonic() - start, 2)}
             d.finish(out.records, {"info": info, "params_fingerprint": stage.fingerprint})
             (d.path / "partial.json").unlink(missing_ok=True)

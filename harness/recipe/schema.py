@@ -10,8 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-VARIANTS = ("base", "sft", "distilled_sft", "cft", "cgd")
-Variant = Literal["base", "sft", "distilled_sft", "cft", "cgd"]
+from harness.variants import BUILT_IN as VARIANTS
+from harness.variants import variant_names
+
 Specificity = Literal["specific", "irrelevant", "generic", "none"]
 
 
@@ -417,8 +418,9 @@ class Recipe(Strict):
     """The model that answers, critiques and refines."""
     critique: CritiqueSpec = Field(default_factory=CritiqueSpec)
     """Critique prompt style and what the CGD input holds."""
-    variants: list[Variant] = Field(default_factory=lambda: list(VARIANTS))
-    """Which models to build and compare: base, sft, distilled_sft, cft, cgd."""
+    variants: list[str] = Field(default_factory=lambda: list(VARIANTS))
+    """Which models to build and compare: base, sft, distilled_sft, cft, cgd, or any variant registered in
+    harness/variants/ (one module per method) or by a $CGD_PLUGINS module."""
     train: TrainSpec = Field(default_factory=TrainSpec)
     """Axolotl training settings."""
     eval: EvalSpec = Field(default_factory=EvalSpec)
@@ -444,6 +446,9 @@ class Recipe(Strict):
             problems.append(("student.tiny", "only valid with `student.model: tiny`"))
         if len(set(self.variants)) != len(self.variants):
             problems.append(("variants", "lists a variant twice"))
+        known = variant_names()
+        problems += [("variants", f"unknown variant '{v}'; available: {', '.join(known)}")
+                     for v in self.variants if v not in known]
         if not self.variants:
             problems.append(("variants", "must name at least one variant"))
         problems += _train_checks(self)

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-VARIANT_ORDER = ("base", "sft", "distilled_sft", "cft", "cgd")
-BASELINES = ("base", "sft", "distilled_sft", "cft")
+from harness.variants import baselines, variant_names
+
+VARIANT_ORDER = tuple(variant_names())  # the built-ins at import; variant_rank reads the registry (plugins too)
 
 
 @dataclass
@@ -144,13 +145,13 @@ class ComparisonTable:
         return _diff(row.cells.get(column), base.cells.get(column))
 
     def best_baseline(self, row: Row, column: str) -> Row | None:
-        pool = [r for r in self._peers(row) if r.variant in BASELINES and column in r.cells]
+        pool = [r for r in self._peers(row) if r.variant in baselines() and column in r.cells]
         # In a matrix whose baselines vary too (a learning-rate sweep), compare within the same settings.
         pool = [r for r in pool if not r.settings or r.settings == row.settings] or pool
         return max(pool, key=lambda r: r.cells[column].mean, default=None)
 
     def delta_best(self, row: Row, column: str) -> float | None:
-        if row.variant in BASELINES or not self.is_scored(row):
+        if row.variant in baselines() or not self.is_scored(row):
             return None
         best = self.best_baseline(row, column)
         return None if best is None else _diff(row.cells.get(column), best.cells.get(column))
@@ -173,13 +174,13 @@ class ComparisonTable:
         return None if other is None else _diff(row.cells.get(column), other.cells.get(column))
 
     def versus_rows(self, variant: str) -> list[Row]:
-        return [r for r in self.scored_rows if r.variant not in BASELINES and self.versus_row(r, variant) is not None]
+        return [r for r in self.scored_rows if r.variant not in baselines() and self.versus_row(r, variant) is not None]
 
     def delta_sections(self) -> list[tuple[str, str, list[Row], Any]]:
         """(title, caption, rows, delta(row, column)) for each block of deltas a report shows."""
         out: list[tuple[str, str, list[Row], Any]] = [
             ("Δ vs base", "", self.delta_rows(), self.delta_base),
-            ("Δ vs best baseline", f"Against the best of {', '.join(BASELINES)} in each column.",
+            ("Δ vs best baseline", f"Against the best of {', '.join(baselines())} in each column.",
              self.best_baseline_rows(), self.delta_best)]
         for variant in self.versus:
             out.append((f"Δ vs {variant}", "", self.versus_rows(variant),
@@ -194,7 +195,8 @@ class ComparisonTable:
         """Rows compared with the best baseline (non-baseline rows, when the table has baselines besides base)."""
         # With base the only baseline, this would repeat the deltas against base.
         return [r for r in self.scored_rows
-                if r.variant not in BASELINES and any(p.variant in BASELINES[1:] for p in self._peers(r))]
+                if r.variant not in baselines() and any(p.variant in baselines() and p.variant != "base"
+                                                        for p in self._peers(r))]
 
 
 def _diff(a: Cell | None, b: Cell | None) -> float | None:
@@ -226,7 +228,8 @@ def leaf_names(keys: list[str]) -> dict[str, str]:
 
 
 def variant_rank(variant: str) -> tuple[int, str]:
-    return (VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else len(VARIANT_ORDER), variant)
+    order = variant_names()
+    return (order.index(variant) if variant in order else len(order), variant)
 
 
 def find_row(table: ComparisonTable, name: str) -> Row | None:

@@ -11,10 +11,9 @@ from rich.console import Group as RichGroup
 from rich.markup import escape
 from rich.table import Table
 
-from harness.report.table import BASELINES, Cell, Column, ComparisonTable, Row, leaf_names, setting_text
+from harness.report.table import Cell, Column, ComparisonTable, Row, leaf_names, setting_text
 
 LEGEND = "Scores x100, mean over seeds (± standard deviation over seeds when there are several)."
-BASELINE_TEXT = ", ".join(BASELINES)
 
 
 def fmt_value(cell: Cell | None, spread: bool = True) -> str:

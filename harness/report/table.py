@@ -19,7 +19,6 @@ from typing import Any
 from harness.report.bootstrap import paired_table
 from harness.report.groups import GROUPS, OTHER, OVERALL, average_id, display_name, group_of, order_key
 from harness.report.model import (  # noqa: F401  (re-exported: the table's public names)
-    BASELINES,
     VARIANT_ORDER,
     Cell,
     Column,

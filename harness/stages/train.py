@@ -30,6 +30,8 @@ from harness.store import atomic_write_json, atomic_write_text, read_jsonl
 
 KIND = "train"
 VERSION = 2
+READS: tuple[str, ...] = ()  # trains on its export stage's dataset file, not on records
+WRITES: tuple[str, ...] = ()
 HOLDOUT_SALT = "cgd-holdout"
 DONE_MARKER = "trained.json"
 SCORES_FILE = "checkpoint_scores.jsonl"
