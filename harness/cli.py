@@ -45,7 +45,7 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Recipe files.")],
              preflight: Annotated[bool, typer.Option(
                  "--preflight", help="Also check what the stages that will run need here: API keys in the "
                                      "environment, the vllm command, GPUs (as `cgd plan` and `cgd run` do).")] = False,
-             runs_dir: RunsDir = None) -> None:
+             runs_dir: RunsDir = None, set_: Sets = None) -> None:
     """Check recipes: exit 0, or 2 with FILE:LINE:COL: message per problem. Writes nothing."""
     from harness.axolotl.cli import training_problems
     from harness.recipe import load_recipes
@@ -53,7 +53,7 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Recipe files.")],
     problems: list[str] = []
     for path in files:
         try:
-            members = load_recipes(path)
+            members = load_recipes(path, set_ or [])
         except RecipeError as exc:
             problems += [str(p) for p in exc.problems]
             continue

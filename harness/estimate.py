@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.llm import canonical
-from harness.pipeline import TEACHER_KINDS, Pipeline, PlannedStage
+from harness.pipeline import STUDENT_KINDS, TEACHER_KINDS, Pipeline, PlannedStage
 from harness.pricing import is_priced, price_for
 from harness.prompts import load_style
 
@@ -67,7 +67,7 @@ def plan_rows(pipe: Pipeline) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"stage": stage.name, "recipe": stage.recipe.name, "kind": stage.kind,
                                "status": "cached" if done else "will run", "fingerprint": stage.fingerprint[:16],
                                "requests": 0, "est_tokens": 0, "est_cost_usd": 0.0}
-        if stage.kind in ("probe", *TEACHER_KINDS):
+        if stage.kind in (*STUDENT_KINDS, *TEACHER_KINDS):
             n = _rows_in(pipe, stage)
             row["requests"] = 0 if done else n
             if stage.kind in TEACHER_KINDS and not done:

@@ -21,6 +21,7 @@ from rich.markup import escape
 from harness.contract import check_output, graph_problems
 from harness.errors import HarnessError, write_error
 from harness.evaluation import load_suite
+from harness.evaluation.suites import portable_suite
 from harness.paths import PROJECT_ROOT
 from harness.recipe import Recipe, recipe_to_dict
 from harness.stages import STAGES
@@ -29,8 +30,10 @@ from harness.store import RunStore, StageDir, atomic_write_json, file_lock, fing
 from harness.variants import get_variant
 from harness.variants.work import style_params, work_for
 
-KINDS = ("data", "student", "probe", "critique", "refine", "answer", "export", "train", "evaluate", "report")
+KINDS = ("data", "student", "probe", "critique", "refine", "answer", "self_critique", "self_refine", "export", "train",
+         "evaluate", "report")
 TEACHER_KINDS = ("critique", "refine", "answer")
+STUDENT_KINDS = ("probe", "self_critique", "self_refine")  # stages that send to the student's back-end
 # The tiny student warms up on its own split, so its drafts on the training prompts are not memorized answers.
 TINY_WARMUP_DATA = PROJECT_ROOT / "data" / "tiny" / "warmup.jsonl"
 
@@ -143,8 +146,9 @@ def build_graph(recipe: Recipe, store: RunStore, require_data: bool = True) -> R
         g.add(store, work.name, work.kind, work.params(recipe), work.inputs, work.runtime(recipe))
 
     suites = _eval_suites(recipe)
-    eval_params = {"suites": suites, "limit": recipe.eval.limit}
-    eval_runtime = {"batch_size": recipe.eval.batch_size, "backend": _eval_backend(recipe)}
+    # Fingerprinted without this checkout's paths; the stage reads the located suites from its runtime.
+    eval_params = {"suites": [portable_suite(s) for s in suites], "limit": recipe.eval.limit}
+    eval_runtime = {"batch_size": recipe.eval.batch_size, "backend": _eval_backend(recipe), "suites": suites}
     g.add(store, "evaluate:base", "evaluate", {**eval_params, "variant": "base", "seed": None, "label": "base"},
           {"model": "student"}, eval_runtime)
     for spec in specs:
@@ -164,8 +168,9 @@ def build_graph(recipe: Recipe, store: RunStore, require_data: bool = True) -> R
                   {"model": train_name}, eval_runtime)
     problems = graph_problems(g)
     if problems:
-        where = f"{recipe.source_path}: " if recipe.source_path else ""
-        raise HarnessError("\n".join(f"{where}variants: {p}" for p in problems))
+        from harness.recipe.loader import locate
+
+        raise HarnessError("\n".join(str(locate(recipe, "variants", f"variants: {p}")) for p in problems))
     teachers = [st for st in g.stages.values() if st.kind in TEACHER_KINDS]
     for st in teachers:  # the recipe-wide budget_usd counts what the other teacher stages spent
         st.runtime["budget_peers"] = [str(o.dir.path) for o in teachers if o is not st]

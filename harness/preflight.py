@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.llm import canonical
-from harness.pipeline import TEACHER_KINDS, Pipeline, PlannedStage
+from harness.pipeline import STUDENT_KINDS, TEACHER_KINDS, Pipeline, PlannedStage
 
 NO_KEY_BACKENDS = ("hf", "oracle")  # in-process back-ends: nothing goes over the network
 
@@ -110,7 +110,7 @@ def preflight(pipe: Pipeline, until: str | None = None) -> list[str]:
         if stage.dir.is_done():
             continue
         recipe = stage.recipe
-        if stage.kind == "probe":
+        if stage.kind in STUDENT_KINDS:
             _sender(keys, servers, stage, "student", recipe.student, canonical(recipe.student.backend), "backend")
         elif stage.kind in TEACHER_KINDS:
             if stage.kind == "critique" and _fixed_critiques(stage):

@@ -1,7 +1,8 @@
 """Teacher prices in USD per million tokens, and cost arithmetic. A recipe's `teacher.price` overrides a row.
 
 List prices as published by the providers when this table was written; check them before budgeting a large run.
-Local and served open-weight models cost nothing here (their cost is GPU time, not tokens).
+Local and served open-weight models cost nothing here (their cost is GPU time, not tokens): only back-ends
+registered as `paid` (harness/llm/__init__.py) are looked up in the table.
 
 Input tokens come in three kinds: plain, read from the provider's prompt cache (`cached_input`, cheaper) and, for
 Anthropic, written to it (`cache_write`, 1.25x input). Both OpenAI's and Anthropic's batch APIs bill half price
@@ -11,6 +12,9 @@ Anthropic, written to it (`cache_write`, 1.25x input). Both OpenAI's and Anthrop
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from harness.llm import find_provider, names_with
 
 
 @dataclass(frozen=True)
@@ -59,14 +63,24 @@ PRICES: dict[str, Price] = {
     "o4-mini": Price(1.10, 4.40, 0.275),
 }
 
-PAID_PROVIDERS = ("openai", "anthropic")
+
+def is_paid(provider: str) -> bool:
+    """Billed per token: the back-end's registration says `paid` (unknown names are not)."""
+    info = find_provider(provider)
+    return info is not None and info.paid
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PAID_PROVIDERS":  # derived from the registry when read (a back-end registered later is in it)
+        return names_with("paid")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def price_for(provider: str, model: str, override: dict[str, float] | None = None) -> Price:
     """The table row for a model (longest known prefix, so dated snapshots find their family), with the recipe's
     override on top of it; free for local and served back-ends unless the recipe gives a price."""
     base = FREE
-    if provider in PAID_PROVIDERS:
+    if is_paid(provider):
         matches = [name for name in PRICES if model.startswith(name)]
         # unknown: 0 rather than a guess; `cgd plan` says the price is unknown
         base = PRICES[max(matches, key=len)] if matches else Price(0.0, 0.0)
@@ -79,4 +93,4 @@ def price_for(provider: str, model: str, override: dict[str, float] | None = Non
 
 
 def is_priced(provider: str, model: str, override: dict[str, float] | None = None) -> bool:
-    return bool(override) or provider not in PAID_PROVIDERS or any(model.startswith(n) for n in PRICES)
+    return bool(override) or not is_paid(provider) or any(model.startswith(n) for n in PRICES)

@@ -25,14 +25,14 @@ def _plugin(name: str) -> dict[str, str]:
 
 
 def test_the_built_in_variants_are_registered_in_table_order():
-    assert variant_names()[:5] == ["base", "sft", "distilled_sft", "cft", "cgd"]
-    assert baselines()[:4] == ("base", "sft", "distilled_sft", "cft")
+    assert variant_names()[:7] == ["base", "sft", "distilled_sft", "cft", "sft_refined", "self_refine", "cgd"]
+    assert "cgd" not in baselines() and {"base", "sft", "distilled_sft", "cft", "sft_refined"} <= set(baselines())
     assert get_variant("cgd").source == "refine" and not get_variant("base").trains
 
 
 def test_readme_variant_table_is_the_registry():
     readme = (PROJECT_ROOT / "README.md").read_text()
-    for name in ("sft", "distilled_sft", "cft", "cgd"):
+    for name in ("sft", "distilled_sft", "cft", "sft_refined", "self_refine", "cgd"):
         assert f"| {name} | {get_variant(name).doc} |" in readme, name
 
 
@@ -42,14 +42,16 @@ def test_an_unknown_variant_is_a_located_error_listing_the_available_ones(tmp_pa
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     line = next(n for n, text in enumerate(recipe.read_text().splitlines(), 1) if text.startswith("variants:"))
     assert f"{recipe}:{line}:" in proc.stderr
-    assert "unknown variant 'selfish'; available: base, sft, distilled_sft, cft, cgd" in proc.stderr
+    assert ("unknown variant 'selfish'; available: base, sft, distilled_sft, cft, sft_refined, self_refine, cgd"
+            in proc.stderr)
 
 
 def test_a_variant_reading_a_field_nothing_writes_fails_validate(tmp_path, student):
     recipe = write_recipe(tmp_path, student, variants="[base, needs_hint]")
     proc = cgd("validate", str(recipe), check=False, env=_plugin("misdeclared_variant"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    assert f"{recipe}: variants: variant 'needs_hint': stage export:needs_hint reads 'hint'" in proc.stderr
+    line = next(n for n, text in enumerate(recipe.read_text().splitlines(), 1) if text.startswith("variants:"))
+    assert f"{recipe}:{line}:11: variants: variant 'needs_hint': stage export:needs_hint reads 'hint'" in proc.stderr
     assert "upstream: refine, student, critique, probe, data" in proc.stderr
     plan = cgd("plan", str(recipe), "--runs-dir", str(tmp_path / "runs"), check=False,
                env=_plugin("misdeclared_variant"))

@@ -62,28 +62,12 @@ def recipe_path(recipe: Any, key: str | None, message: str = "") -> tuple[str | 
     return tuple(dotted.split(".")) if dotted else ("train",)
 
 
-def _display(path: Path) -> str:
-    try:
-        return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
-    except ValueError:
-        return str(path)
-
-
 def locate(recipe: Any, problems: list[tuple[tuple[str | int, ...], str]]) -> list[Problem]:
-    """(recipe path, message) pairs -> FILE:LINE:COL problems, through the loader's positions."""
-    if not recipe.source_path or not Path(recipe.source_path).is_file():
-        return [Problem("<recipe>", 1, 1, f"{'.'.join(map(str, p))}: {m}") for p, m in problems]
-    from harness.recipe.loader import Locator, _layers
+    """(recipe path, message) pairs -> FILE:LINE:COL problems, through the positions the loader kept for the recipe:
+    a value from a file at its line there, one from a `--set` at `--set:N:COL`."""
+    from harness.recipe.loader import locate as locate_in_recipe
 
-    path = Path(recipe.source_path)
-    layers = _layers(path, _display(path))
-    matrix_keys: list[str] = []
-    for layer in layers:
-        matrix = layer.data.get("matrix")
-        if isinstance(matrix, dict):
-            matrix_keys += [str(k) for k in matrix]
-    locator = Locator(layers, matrix_keys)
-    return [locator.at(p, f"{'.'.join(map(str, p))}: {m}") for p, m in problems]
+    return [locate_in_recipe(recipe, p, f"{'.'.join(map(str, p))}: {m}") for p, m in problems]
 
 
 def _split(problem: str, cfg: dict) -> tuple[str | None, str]:

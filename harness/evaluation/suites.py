@@ -149,11 +149,17 @@ def load_suite(name: str, folder: Path = EVAL_SUITES_DIR, *, max_gen_toks: int |
     for i, d in enumerate(suite.get("datasets") or []):
         _check_keys(f"{where}: datasets[{i}]", d, DATASET_KEYS, {"path", "splits"})
     suite["pins"] = pins
-    hashed = copy.deepcopy(suite)
-    if hashed.get("lm_eval", {}).get("include_path"):
-        hashed["lm_eval"]["include_path"] = os.path.relpath(hashed["lm_eval"]["include_path"], folder.resolve())
-    suite["hash"] = fingerprint(hashed)[:16]
+    suite["hash"] = fingerprint(portable_suite(suite, folder))[:16]
     return suite
+
+
+def portable_suite(suite: dict[str, Any], folder: Path = EVAL_SUITES_DIR) -> dict[str, Any]:
+    """The suite without where this checkout lies (include_path relative to the suites folder): what fingerprints
+    hash, so a moved checkout keeps its cached evaluations."""
+    out = copy.deepcopy(suite)
+    if out.get("lm_eval", {}).get("include_path"):
+        out["lm_eval"]["include_path"] = os.path.relpath(out["lm_eval"]["include_path"], folder.resolve())
+    return out
 
 
 def suite_datasets(suite: dict[str, Any]) -> list[dict[str, Any]]:

@@ -236,3 +236,61 @@ class Backend:
     async def aclose(self) -> None:
         """Release clients, servers or models."""
 
+
+
+# --- batch APIs ------------------------------------------------------------------------------------------------
+
+CUSTOM_ID_PREFIX = 58  # Anthropic allows 64 characters: a request key's first 58 hex digits + "_" + sample index
+
+
+@dataclass
+class BatchState:
+    status: str  # running | ended | failed (failed: nothing more will come; unanswered requests go again)
+    detail: str = ""
+
+
+class BatchBackend:
+    """The batch half of a provider back-end: submit, poll, collect, and find a batch after a crash.
+
+    The stage runner (harness/stages/generation.py) speaks only these methods; how a provider names the items
+    of a batch and counts them is the back-end's business."""
+
+    policy: SendPolicy
+    model: str
+
+    async def submit_batch(self, items: list[tuple[str, ChatRequest]], tag: str) -> str:
+        raise NotImplementedError
+
+    async def batch_state(self, batch_id: str) -> BatchState:
+        raise NotImplementedError
+
+    async def batch_results(self, batch_id: str) -> dict[str, ChatResult | LLMError]:
+        """Results by `result_id(key)` (`custom_id` without the sample suffix)."""
+        raise NotImplementedError
+
+    async def find_batch(self, tag: str, count: int, since: float) -> str | None:
+        """A batch submitted under `tag` whose id was not recorded (killed between submit and commit); `count` is
+        `batch_request_count` of what was submitted."""
+        return None
+
+    def batch_request_count(self, items: list[tuple[str, ChatRequest]]) -> int:
+        """How many requests the provider sees in a batch of these items (one per request key by default)."""
+        return len(items)
+
+    def result_id(self, key: str) -> str:
+        """The id `batch_results` files a request key's outcome under."""
+        return key[:CUSTOM_ID_PREFIX]
+
+    def custom_id(self, key: str, sample: int = 0) -> str:
+        """The id of one batch item: `result_id` and the sample index (what `batch_results` groups by)."""
+        return f"{self.result_id(key)}_{sample}"
+
+    async def results_by_key(self, batch_id: str, keys: list[str]) -> dict[str, ChatResult | LLMError]:
+        """`batch_results` for these request keys, by key (keys with no result are left out)."""
+        results = await self.batch_results(batch_id)
+        out: dict[str, ChatResult | LLMError] = {}
+        for key in keys:
+            outcome = results.get(self.result_id(key))
+            if outcome is not None:
+                out[key] = outcome
+        return out

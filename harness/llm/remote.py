@@ -10,8 +10,12 @@ request transform and response models; the SDKs' aiohttp transport is used when 
 (`CGD_HTTP_TRANSPORT=httpx` turns it off). Together these roughly halve the CPU per request
 (bench/teacher_throughput.py).
 
-Both providers' batch APIs are here too (`submit_batch` / `batch_state` / `batch_results` / `find_batch`); the
+Both providers' batch APIs are here too (`submit_batch` / `batch_state` / `batch_results` / `find_batch`, the
+`BatchBackend` interface of harness/llm/base.py, with each provider's way of counting and naming batch items); the
 stage runner (harness/stages/generation.py) owns when to use them and persists the batch ids.
+
+Whether a back-end needs a key, has a batch API or is billed is declared once, at its registration
+(harness/llm/__init__.py).
 """
 
 from __future__ import annotations
@@ -24,11 +28,10 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.llm.base import Backend, ChatRequest, ChatResult, LLMError, SendPolicy
+from harness.llm.base import Backend, BatchBackend, BatchState, ChatRequest, ChatResult, LLMError, SendPolicy
 
 FATAL_STATUS = (401, 403, 404)  # bad key, no access, unknown model or route: every request would fail alike
 RETRYABLE_STATUS = (408, 409, 425, 429)
@@ -168,39 +171,6 @@ def merge(results: list[ChatResult]) -> ChatResult:
 
 # --- batches ---------------------------------------------------------------------------------------------------
 
-CUSTOM_ID_PREFIX = 58  # Anthropic allows 64 characters: a request key's first 58 hex digits + "_" + sample index
-
-
-def custom_id(key: str, sample: int = 0) -> str:
-    return f"{key[:CUSTOM_ID_PREFIX]}_{sample}"
-
-
-@dataclass
-class BatchState:
-    status: str  # running | ended | failed (failed: nothing more will come; unanswered requests go again)
-    detail: str = ""
-
-
-class BatchBackend:
-    """The batch half of a provider back-end: submit, poll, collect, and find a batch after a crash."""
-
-    supports_batch = True
-
-    async def submit_batch(self, items: list[tuple[str, ChatRequest]], tag: str) -> str:
-        raise NotImplementedError
-
-    async def batch_state(self, batch_id: str) -> BatchState:
-        raise NotImplementedError
-
-    async def batch_results(self, batch_id: str) -> dict[str, ChatResult | LLMError]:
-        """Results by request-key prefix (`custom_id` without the sample suffix)."""
-        raise NotImplementedError
-
-    async def find_batch(self, tag: str, count: int, since: float) -> str | None:
-        """A batch submitted under `tag` whose id was not recorded (killed between submit and commit)."""
-        return None
-
-
 def _group_samples(items: list[tuple[str, ChatResult | LLMError]]) -> dict[str, ChatResult | LLMError]:
     by_prefix: dict[str, dict[int, ChatResult | LLMError]] = {}
     for cid, outcome in items:
@@ -277,7 +247,13 @@ class _ClientPool:
 class SDKBackend(Backend):
     """What the SDK-backed back-ends share: the key from the environment and a lazily built pool of clients."""
 
-    key_required = True
+    @property
+    def key_required(self) -> bool:
+        """From the back-end's registration (`needs_key`); an SDK back-end nobody registered needs one."""
+        from harness.llm import find_provider
+
+        info = find_provider(self.name)
+        return info.needs_key if info is not None else True
 
     def __init__(self, model: str, *, base_url: str | None, api_key_env: str | None,
                  policy: SendPolicy | None = None) -> None:
@@ -309,7 +285,6 @@ class OpenAICompatBackend(SDKBackend):
     """Chat completions on any OpenAI-compatible server (vLLM, SGLang, TGI, llama.cpp, transformers serve)."""
 
     name = "openai_compat"
-    key_required = False
 
     def _make_client(self) -> Any:
         import openai
@@ -345,12 +320,11 @@ def _httpx(sdk: Any) -> Any:
 
 class OpenAIBackend(OpenAICompatBackend, BatchBackend):
     name = "openai"
-    key_required = True
 
     async def submit_batch(self, items: list[tuple[str, ChatRequest]], tag: str) -> str:
         import openai
 
-        lines = [json.dumps({"custom_id": custom_id(key), "method": "POST", "url": "/v1/chat/completions",
+        lines = [json.dumps({"custom_id": self.custom_id(key), "method": "POST", "url": "/v1/chat/completions",
                              "body": openai_chat_params(self.model, req)}) for key, req in items]
         data = ("\n".join(lines) + "\n").encode()
         try:
@@ -451,7 +425,7 @@ class AnthropicBackend(SDKBackend, BatchBackend):
     async def submit_batch(self, items: list[tuple[str, ChatRequest]], tag: str) -> str:
         import anthropic
 
-        requests = [{"custom_id": custom_id(key, j), "params": anthropic_message_params(self.model, req)}
+        requests = [{"custom_id": self.custom_id(key, j), "params": anthropic_message_params(self.model, req)}
                     for key, req in items for j in range(req.n)]
         try:
             batch = await self.client.messages.batches.create(requests=requests)
@@ -508,3 +482,7 @@ class AnthropicBackend(SDKBackend, BatchBackend):
             if batch.created_at.timestamp() >= since - 5 and total == count:
                 found.append(batch.id)
         return found[0] if len(found) == 1 else None
+
+    def batch_request_count(self, items: list[tuple[str, ChatRequest]]) -> int:
+        """The Messages API has no `n`: a request with n samples is n batch items (`self.custom_id(key, j)`)."""
+        return sum(req.n for _, req in items)

@@ -1,7 +1,12 @@
 """Load recipes: YAML with positions (ruamel.yaml), `extends:` inheritance, `--set` overrides, matrix expansion.
 
 Every problem becomes `FILE:LINE:COL: message`, pointing at the key (unknown keys) or the value (bad values) in
-whichever file the value came from: the recipe itself, a recipe it extends, or a `--set` override.
+whichever file the value came from: the recipe itself, a recipe it extends, or a `--set` override (`--set:N:COL`,
+N the override's place on the command line).
+
+Each loaded Recipe keeps these positions: `locate(recipe, "train.learning_rate", message)` (or `locator_of(recipe)`)
+places a problem found later (Axolotl's validation, the machine checks) where its value was written, `--set`
+included, without reading any file again.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import hashlib
 import io
 import itertools
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -29,21 +35,41 @@ from harness.recipe.yaml_gate import check_events, check_text, read_recipe_text,
 Path_ = tuple[str | int, ...]
 
 
+Position = tuple[int, int, int, int]  # key line, key col, value line, value col; 1-based
+
+OVERRIDES = "--set"  # the layer name of the command line's overrides: problems read `--set:N:COL: message`
+
+
 class Source:
     """One layer of a recipe (a file, or the --set overrides) and where each of its values stands."""
 
-    def __init__(self, name: str, data: Any, positions: dict[Path_, tuple[int, int, int, int]]) -> None:
+    def __init__(self, name: str, data: Any, positions: dict[Path_, Position], *, replaces: bool = False) -> None:
         self.name = name
         self.data = data
         self.positions = positions  # path -> (key line, key col, value line, value col), 1-based
+        self.replaces = replaces  # True for --set: a value set there replaces everything below it
+
+    def positions_only(self) -> Source:
+        """The same layer without its data (what locating needs; small to keep, copy and pickle)."""
+        return Source(self.name, None, dict(self.positions), replaces=self.replaces)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Source) and (self.name, self.positions, self.replaces) == (
+            other.name, other.positions, other.replaces)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Source({self.name!r}, {len(self.positions)} positions)"
 
     def find(self, path: Path_, *, key: bool) -> Problem | None:
         for depth in range(len(path), -1, -1):
             pos = self.positions.get(path[:depth])
             if pos is not None:
-                # A missing or unknown child is reported at its parent's key; a bad value at the value itself.
+                # A missing or unknown child is reported at its parent's key; a bad value at the value itself (in
+                # a --set, a bad value inside a flow mapping at that mapping: it has no positions of its own).
                 exact = depth == len(path)
-                line, col = (pos[0], pos[1]) if key or not exact else (pos[2], pos[3])
+                line, col = (pos[0], pos[1]) if key or not (exact or self.replaces) else (pos[2], pos[3])
                 return Problem(self.name, line, col, "")
         return None
 
@@ -133,26 +159,113 @@ def _set_path(data: dict[str, Any], keys: list[str], value: Any) -> None:
 
 
 class Locator:
-    """Maps a dotted path of the merged recipe to the layer that set it (the top-most layer wins)."""
+    """Maps a dotted path of the merged recipe to the layer that set it: a `--set` that set the path or one of its
+    parents wins (it replaced everything below), then the deepest match, the top-most file first."""
 
     def __init__(self, layers: list[Source], matrix_keys: list[str] | None = None) -> None:
         self.layers = layers
         self.matrix_keys = matrix_keys or []
 
     def at(self, path: Path_, message: str, *, key: bool = False) -> Problem:
+        """The problem `message` at `path`: at the value (a bad value), or at the key (`key=True`: an unknown or
+        missing key); a path no layer wrote (a default) at the recipe file's first line."""
         dotted = _dotted(path)
         for mkey in self.matrix_keys:  # a value a matrix sets is located at its matrix entry
             if dotted == mkey or dotted.startswith(mkey + "."):
                 path = ("matrix", mkey)
                 break
+        for layer in reversed(self.layers):
+            if layer.replaces and any(path[:d] in layer.positions for d in range(len(path), 0, -1)):
+                found = layer.find(path, key=key)
+                assert found is not None
+                return Problem(found.file, found.line, found.col, message)
         for depth in range(len(path), 0, -1):
             for layer in reversed(self.layers):
                 if path[:depth] in layer.positions:
                     found = layer.find(path, key=key)
                     assert found is not None
                     return Problem(found.file, found.line, found.col, message)
-        top = self.layers[-1] if self.layers[-1].positions or len(self.layers) == 1 else self.layers[-2]
-        return Problem(top.name, 1, 1, message)
+        files = [layer for layer in self.layers if not layer.replaces] or self.layers
+        return Problem(files[-1].name if files else "<recipe>", 1, 1, message)
+
+    def locate(self, key: str | Path_, message: str = "", *, at_key: bool = False) -> Problem:
+        """`at` for a dotted key (`"train.axolotl.optimizer"`) or a path tuple."""
+        return self.at(_as_path(key), message, key=at_key)
+
+    def origin(self, key: str | Path_) -> tuple[str, int, int]:
+        """(file or `--set`, line, col) of the value at `key` (line is the override's place for a `--set`)."""
+        found = self.locate(key)
+        return found.file, found.line, found.col
+
+    def positions_only(self) -> Locator:
+        return Locator([layer.positions_only() for layer in self.layers], list(self.matrix_keys))
+
+    def __eq__(self, other: object) -> bool:  # recipes compare their private attributes: same origins, equal
+        return isinstance(other, Locator) and (self.layers, self.matrix_keys) == (other.layers, other.matrix_keys)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Locator({[layer.name for layer in self.layers]})"
+
+
+def _as_path(key: str | Path_) -> Path_:
+    if isinstance(key, str):
+        return tuple(int(p) if p.isdigit() else p for p in key.split(".")) if key else ()
+    return tuple(key)
+
+
+_LOCATOR = "_locator"  # the key in the recipe's pydantic private attributes (beside _source_path)
+
+
+def locator_of(recipe: Any) -> Locator | None:
+    """The positions `load_recipes` kept for this recipe (files, `extends:` layers, `--set`); None for a recipe
+    built another way. Kept across `model_copy` and pickling."""
+    private = getattr(recipe, "__pydantic_private__", None) or {}
+    found = private.get(_LOCATOR)
+    return found if isinstance(found, Locator) else None
+
+
+def _keep_locator(recipe: Recipe, locator: Locator) -> None:
+    private = recipe.__pydantic_private__
+    if private is None:  # a schema without private attributes: pydantic leaves the slot empty
+        object.__setattr__(recipe, "__pydantic_private__", {})
+        private = recipe.__pydantic_private__
+    assert private is not None
+    private[_LOCATOR] = locator
+
+
+def file_locator(path: Path | str, display: str | None = None) -> Locator:
+    """The positions of a recipe file and the files it extends, read from disk (no `--set`): for a recipe that
+    `load_recipes` did not build."""
+    path = Path(path)
+    layers = _layers(path, display or str(path))
+    matrix_keys: list[str] = []
+    for layer in layers:
+        matrix = layer.data.get("matrix")
+        if isinstance(matrix, dict):
+            matrix_keys += [str(k) for k in matrix if str(k) not in matrix_keys]
+    return Locator([layer.positions_only() for layer in layers], matrix_keys)
+
+
+def _display(path: Path) -> str:
+    try:
+        return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
+    except ValueError:
+        return str(path)
+
+
+def locate(recipe: Any, key: str | Path_, message: str, *, at_key: bool = False) -> Problem:
+    """`FILE:LINE:COL: message` for the value at `key` (dotted or a path) of a loaded recipe: in the file (or the
+    recipe it extends) that wrote it, or at `--set:N:COL` when the N-th override set it. A recipe without kept
+    positions is read from its source file; one without a file is `<recipe>:1:1`."""
+    locator = locator_of(recipe)
+    if locator is None:
+        source = getattr(recipe, "source_path", None)
+        if not source or not Path(source).is_file():
+            return Problem("<recipe>", 1, 1, message)
+        locator = file_locator(source, _display(Path(source)))
+    return locator.locate(key, message, at_key=at_key)
 
 
 def _fields_of(model: type[BaseModel], path: Path_) -> list[str]:
@@ -270,28 +383,33 @@ def load_recipes(path: Path | str, overrides: list[str] | None = None) -> list[R
         merged = deep_merge(merged, _plain(layer.data))
     merged.pop("extends", None)
     if overrides:
-        positions: dict[Path_, tuple[int, int, int, int]] = {}
+        positions: dict[Path_, Position] = {}
         for i, text in enumerate(overrides, 1):
             keys, value = parse_override(text, i)
             _set_path(merged, keys, value)
-            positions[tuple(keys)] = (i, 1, i, len(".".join(keys)) + 2)
-        layers.append(Source("--set", merged, positions))
+            path_ = tuple(keys)
+            # This override replaced whatever earlier ones set at or below its key.
+            positions = {p: pos for p, pos in positions.items() if p[:len(path_)] != path_}
+            positions[path_] = (i, 1, i, text.index("=") + 2)  # the key at column 1, the value after '='
+        layers.append(Source(OVERRIDES, merged, positions, replaces=True))
     matrix = merged.get("matrix")
-    locate = Locator(layers, list(matrix) if isinstance(matrix, dict) else None)
+    locator = Locator(layers, list(matrix) if isinstance(matrix, dict) else None)
+    kept = locator.positions_only()  # what each recipe keeps
     recipes, problems = [], []
-    for member, name in expand_matrix(merged, locate):
+    for member, name in expand_matrix(merged, locator):
         try:
             recipe = Recipe.model_validate({**member, "matrix": merged.get("matrix")})
         except ValidationError as exc:
-            problems += validation_problems(exc, locate)
+            problems += validation_problems(exc, locator)
             continue
-        found = [locate.at(tuple(p.split(".")), m) for p, m in semantic_problems(recipe)]
+        found = [locator.at(tuple(p.split(".")), m) for p, m in semantic_problems(recipe)]
         if found:
             problems += found
             continue
         if merged.get("matrix"):
             recipe = recipe.model_copy(update={"name": name, "matrix": None})
         recipe._source_path = str(path.resolve())
+        _keep_locator(recipe, kept)
         recipes.append(recipe)
     if problems:
         unique = list(dict.fromkeys(problems))  # a matrix repeats the same problem per member

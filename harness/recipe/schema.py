@@ -184,6 +184,22 @@ class CritiqueMixSpec(Strict):
         return right, wrong
 
 
+class CritiqueNoiseSpec(Strict):
+    """Corrupt a seeded share of the critiques the CGD dataset shows (the noise ablation); targets are untouched."""
+
+    rate: float = Field(ge=0, le=1)
+    """Share of the CGD examples whose critique is corrupted (rounded to a whole number of examples)."""
+    kind: Literal["flip_verdict", "wrong_step", "shuffle"]
+    """flip_verdict: the `Conclusion: right|wrong` line says the opposite; wrong_step: one number in the critique
+    is changed, so it points at a step that is not the student's; shuffle: the critique's sentences in a seeded
+    random order."""
+
+
+class SelfRefineSpec(Strict):
+    verify: bool = False
+    """Keep only the student's own refinements that the grader accepts (the self-refine baseline's filter)."""
+
+
 class CritiqueSpec(Strict):
     style: str = "paper"
     """Prompt style from prompts/ (critique, refine and training-input templates)."""
@@ -195,6 +211,9 @@ class CritiqueSpec(Strict):
     """Right/wrong critique shares of the CGD dataset, e.g. `{right: 0.25, wrong: 0.75}`: a seeded sample of
     min(|right|, |wrong|) examples (records without a verdict are left out). A matrix varies it with
     `critique.mix.right: [1.0, 0.75, 0.5, 0.25, 0.0]`. Unset: every record, whatever its verdict."""
+    noise: CritiqueNoiseSpec | None = None
+    """Corrupt a seeded share of the CGD dataset's critiques, e.g. `{rate: 0.3, kind: flip_verdict}`; a matrix
+    over `critique.noise.rate` is the noise ablation. Unset: critiques as the teacher wrote them."""
 
 
 DEEPSPEED_PRESETS = ("zero1", "zero2", "zero3", "zero3_offload")
@@ -427,12 +446,15 @@ class Recipe(Strict):
     """Benchmarks."""
     matrix: dict[str, list[Any]] | None = None
     """Dotted key -> list of values; the recipe expands to their cartesian product."""
+    self_refine: SelfRefineSpec = Field(default_factory=SelfRefineSpec)
+    """Settings of the self_refine variant (the student critiques and refines its own draft, no teacher)."""
     budget_usd: float | None = Field(default=None, gt=0)
     """The recipe's teacher budget in dollars: every teacher stage (critique, refine, answer) together, counting
     what earlier runs already spent in them. A stage stops cleanly (partial, finished work kept) when its spend
     would pass what is left; `teacher.budget_usd` can still cap each stage on its own."""
 
     _source_path: str | None = PrivateAttr(default=None)
+    _locator: Any = PrivateAttr(default=None)  # where each value came from (harness.recipe.loader.locator_of)
 
     @property
     def source_path(self) -> str | None:

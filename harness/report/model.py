@@ -180,12 +180,17 @@ class ComparisonTable:
         """(title, caption, rows, delta(row, column)) for each block of deltas a report shows."""
         out: list[tuple[str, str, list[Row], Any]] = [
             ("Δ vs base", "", self.delta_rows(), self.delta_base),
-            ("Δ vs best baseline", f"Against the best of {', '.join(baselines())} in each column.",
+            ("Δ vs best baseline", f"Against the best of {', '.join(self.baselines_present())} in each column.",
              self.best_baseline_rows(), self.delta_best)]
         for variant in self.versus:
             out.append((f"Δ vs {variant}", "", self.versus_rows(variant),
                         lambda r, c, v=variant: self.delta_versus(r, c, v)))
         return [s for s in out if s[2]]
+
+    def baselines_present(self) -> list[str]:
+        """The registered baselines that have rows in this table, in table order."""
+        present = {r.variant for r in self.scored_rows}
+        return [b for b in baselines() if b in present]
 
     def delta_rows(self) -> list[Row]:
         """Rows with a delta against base."""

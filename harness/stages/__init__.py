@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from harness.stages import answer, critique, data, evaluate, export, probe, refine, student, train
+from harness.stages import (
+    answer,
+    critique,
+    data,
+    evaluate,
+    export,
+    probe,
+    refine,
+    self_critique,
+    self_refine,
+    student,
+    train,
+)
 
-STAGES: dict[str, ModuleType] = {m.KIND: m for m in (data, student, probe, critique, refine, answer, export, train,
-                                                      evaluate)}
+STAGES: dict[str, ModuleType] = {m.KIND: m for m in (data, student, probe, critique, refine, answer, self_critique,
+                                                      self_refine, export, train, evaluate)}

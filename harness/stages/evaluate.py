@@ -94,7 +94,8 @@ def score_model(model_path: str, suites: list[dict[str, Any]], *, store_root: Pa
 def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
     source = next(iter(inputs.values()))
     model_path = source.info["model_path"]
-    rows, model_hash = score_model(model_path, ctx.params["suites"], store_root=ctx.store.root,
+    suites = ctx.runtime.get("suites") or ctx.params["suites"]  # located in this checkout (params: portable)
+    rows, model_hash = score_model(model_path, suites, store_root=ctx.store.root,
                                    limit=ctx.params["limit"], batch_size=ctx.runtime["batch_size"],
                                    backend=_backend(ctx), console=ctx.console, log=ctx.log)
     records = [{**row, "variant": ctx.params["variant"], "seed": ctx.params["seed"], "model": model_path,

@@ -64,13 +64,14 @@ def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
 
 def left_out(variant: str, records: list[Record], examples: int, policy: str) -> dict[str, int]:
     """Why source records are not in the dataset, counted: failed generations (allowed by max_failed), answers
-    that failed verification (keep_unverified: drop), rows without a reference, and what a critique mix left."""
-    ok = usable(records)
-    field = get_variant(variant).verified_field
+    that failed verification (keep_unverified: drop), rows without a reference, and what the variant's own filter
+    left (a critique mix, empty answers)."""
+    ok, spec = usable(records), get_variant(variant)
+    field = spec.verified_field
     counts = {"failed": len(records) - len(ok),
               "unverified": sum(not verified(r, field, policy) for r in ok) if field else 0,
               "no reference": sum(not r.get("reference") for r in ok) if variant == "sft" else 0}
-    counts["not in the mix"] = len(records) - examples - sum(counts.values())
+    counts[spec.dropped] = len(records) - examples - sum(counts.values())
     return {why: n for why, n in counts.items() if n > 0}
 
 

@@ -35,7 +35,7 @@ from rich.markup import escape
 
 from harness.errors import HarnessError
 from harness.llm import Backend, ChatRequest, ChatResult, LLMError, NotSent
-from harness.llm.base import backoff_delay
+from harness.llm.base import BatchBackend, backoff_delay
 from harness.llm.server import ServerStartError
 from harness.pricing import Price
 from harness.progress import StageProgress
@@ -324,7 +324,9 @@ class _Runner:
 
     # -- batches ------------------------------------------------------------------------------------------------
     async def batch_round(self, pending: list[Item]) -> list[Item]:
-        backend: Any = self.job.backend
+        backend = self.job.backend
+        if not isinstance(backend, BatchBackend):
+            raise HarnessError(f"{self.ctx.name}: back-end {self.job.backend_name} has no batch API")
         by_key = await self.lookup(pending)
         if not by_key:
             return self.retry
@@ -352,7 +354,7 @@ class _Runner:
             self.retry.extend(by_key[key])
         return self.retry
 
-    async def _open_batches(self, backend: Any, by_key: dict[str, list[Item]]) -> list[dict]:
+    async def _open_batches(self, backend: BatchBackend, by_key: dict[str, list[Item]]) -> list[dict]:
         """Batches recorded earlier (by a killed run) that hold some of these requests: poll, do not resubmit."""
         wanted = set(by_key)
         out = []
@@ -369,10 +371,10 @@ class _Runner:
                 out.append(row)
         return out
 
-    async def _submit(self, backend: Any, keys: list[str], by_key: dict[str, list[Item]]) -> dict | None:
+    async def _submit(self, backend: BatchBackend, keys: list[str], by_key: dict[str, list[Item]]) -> dict | None:
         tag = uuid.uuid4().hex[:24]
         items = [(key, by_key[key][0][1]) for key in keys]
-        count = sum(req.n for _, req in items) if self.job.backend_name == "anthropic" else len(items)
+        count = backend.batch_request_count(items)
         created = self.cache.batch_intent(tag, self.job.backend_name, backend.model,
                                           [(key, req.payload()) for key, req in items], count)
         policy = backend.policy
@@ -401,7 +403,7 @@ class _Runner:
         self.ctx.log(f"submitted batch {batch_id} with {len(items)} requests")
         return {"tag": tag, "batch_id": batch_id, "keys": keys}
 
-    async def _collect(self, backend: Any, batch: dict, by_key: dict[str, list[Item]]) -> None:
+    async def _collect(self, backend: BatchBackend, batch: dict, by_key: dict[str, list[Item]]) -> None:
         batch_id, policy = batch["batch_id"], backend.policy
         while True:
             try:
@@ -420,16 +422,14 @@ class _Runner:
         if state.status == "ended":
             for retry in range(policy.max_retries + 1):
                 try:
-                    results = await backend.batch_results(batch_id)
+                    results = await backend.results_by_key(batch_id, batch["keys"])
                     break
                 except LLMError as exc:
                     if exc.fatal or not exc.retryable or retry == policy.max_retries:
                         raise
                     await asyncio.sleep(backoff_delay(retry, policy.retry_backoff_s, policy.retry_max_backoff_s))
-        from harness.llm.remote import CUSTOM_ID_PREFIX
-
         for key in batch["keys"]:
-            outcome = results.get(key[:CUSTOM_ID_PREFIX]) or LLMError(
+            outcome = results.get(key) or LLMError(
                 f"no result in batch {batch_id} ({state.detail})", retryable=True)
             items = by_key.get(key)
             if items is None:  # another stage's request in a shared batch: keep what was paid for

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.llm import BATCH_CAPABLE, Backend, ChatRequest, canonical, make_backend
+from harness.llm import Backend, ChatRequest, canonical, find_provider, make_backend, names_with
 from harness.pricing import Price, price_for
 from harness.stages.base import StageContext
 from harness.stages.generation import GenerationJob, Parser, read_spend
@@ -18,8 +18,10 @@ def teacher_params(recipe: Any) -> dict[str, Any]:
     money settings (concurrency, rate limits, retries, batch, budget) are not: they never change an answer."""
     t = recipe.teacher
     provider = canonical(t.provider)
+    info = find_provider(provider)
+    # base_url says which model answers only where the user serves or loads it (not a paid API's proxy)
     return {"provider": provider, "model": t.model, "generation": t.generation.model_dump(),
-            "base_url": t.base_url if provider in ("openai_compat", "vllm", "hf") else None}
+            "base_url": t.base_url if info is not None and info.self_hosted else None}
 
 
 def request_params(generation: dict[str, Any]) -> dict[str, Any]:
@@ -31,8 +33,10 @@ def teacher_job(ctx: StageContext, build: Any, parse: Parser) -> GenerationJob:
     recipe = ctx.recipe
     t = recipe.teacher
     provider = canonical(t.provider)
-    if t.batch and provider not in BATCH_CAPABLE:
-        raise HarnessError(f"teacher.batch: provider '{t.provider}' has no batch API (only {', '.join(BATCH_CAPABLE)})")
+    info = find_provider(provider)
+    if t.batch and (info is None or not info.batch):
+        raise HarnessError(f"teacher.batch: provider '{t.provider}' has no batch API "
+                           f"(only {', '.join(names_with('batch'))})")
     backend: Backend = make_backend(provider, t, t.model, workdir=ctx.path)
     price: Price = price_for(provider, t.model, t.price)
     budget, key = stage_budget(t.budget_usd, recipe.budget_usd, ctx.runtime.get("budget_peers", ()))

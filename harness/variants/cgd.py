@@ -13,6 +13,7 @@ import random
 from typing import Any
 
 from harness.prompts import PromptStyle, load_style
+from harness.variants import noise
 from harness.variants.rows import Record, chat_row, usable, verified
 from harness.variants.spec import VariantSpec, register_variant
 
@@ -52,21 +53,29 @@ def pool(records: list[Record], params: dict[str, Any]) -> list[Record]:
 
 
 def critiques_for(records: list[Record], params: dict[str, Any]) -> list[str]:
-    """The critique each example shows, by critique.specificity."""
+    """The critique each example shows, by critique.specificity, with critique.noise applied."""
     specificity = params["specificity"]
     if specificity == "specific":
-        return [r["critique"] for r in records]
-    if specificity == "irrelevant":  # a real critique, but of a different problem; the target stays this one's
-        return [records[j]["critique"] for j in derangement(len(records), params["seed"])]
-    boiler = load_style("generic").fixed_critiques  # generic: boilerplate not tied to the problem
-    rng = random.Random(params["seed"])
-    return [rng.choice(boiler) for _ in records]
+        critiques = [r["critique"] for r in records]
+    elif specificity == "irrelevant":  # a real critique, but of a different problem; the target stays this one's
+        critiques = [records[j]["critique"] for j in derangement(len(records), params["seed"])]
+    else:  # generic: boilerplate not tied to the problem
+        boiler = load_style("generic").fixed_critiques
+        rng = random.Random(params["seed"])
+        critiques = [rng.choice(boiler) for _ in records]
+    if params.get("noise"):
+        critiques, _ = noise.corrupt(critiques, params["noise"]["rate"], params["noise"]["kind"], params["seed"])
+    return critiques
+
+
+def training_records(records: list[Record], params: dict[str, Any]) -> list[Record]:
+    """The records the dataset's examples come from, in order: the pool, sampled by critique.mix when set."""
+    chosen = pool(records, params)
+    return mix_records(chosen, params["mix"], params["seed"]) if params.get("mix") else chosen
 
 
 def build_rows(records: list[Record], style: PromptStyle, params: dict[str, Any]) -> list[dict[str, Any]]:
-    records = pool(records, params)
-    if params.get("mix"):
-        records = mix_records(records, params["mix"], params["seed"])
+    records = training_records(records, params)
     if params["specificity"] == "none":
         return [chat_row(r["id"], style.train_messages("cgd_no_critique", prompt=r["prompt"], draft=r["draft"]),
                          r["refined"]) for r in records]
@@ -76,9 +85,20 @@ def build_rows(records: list[Record], style: PromptStyle, params: dict[str, Any]
 
 def describe(records: list[Record], params: dict[str, Any], rows: list[dict[str, Any]]
              ) -> tuple[dict[str, Any], str | None]:
-    """With a critique mix: the pool's right/wrong counts and what the mix took."""
+    """With a critique mix: the pool's right/wrong counts and what the mix took; with critique noise: which
+    examples show a corrupted critique."""
+    info: dict[str, Any] = {}
+    notes = []
+    if params.get("noise") and params["specificity"] != "none":
+        chosen = training_records(records, params)
+        _, corrupted = noise.corrupt([""] * len(chosen), params["noise"]["rate"], params["noise"]["kind"],
+                                     params["seed"])
+        info["noise"] = {**params["noise"], "corrupted": len(corrupted), "of": len(chosen),
+                         "ids": [chosen[i]["id"] for i in corrupted]}
+        notes.append(f"critique noise ({params['noise']['kind']}): {len(corrupted)} of {len(chosen)} critiques "
+                     "corrupted")
     if not params.get("mix"):
-        return {}, None
+        return info, "; ".join(notes) or None
     usable_pool = pool(records, params)
     n_right = sum(r.get("verdict") == "right" for r in usable_pool)
     n_wrong = sum(r.get("verdict") == "wrong" for r in usable_pool)
@@ -86,20 +106,29 @@ def describe(records: list[Record], params: dict[str, Any], rows: list[dict[str,
     if not rows:
         raise ValueError(f"critique.mix needs critiques of both verdicts; the usable records have {n_right} right "
                          f"and {n_wrong} wrong")
-    info = {"mix": {"shares": params["mix"], "pool": {"right": n_right, "wrong": n_wrong},
-                    "taken": {"right": take_right, "wrong": take_wrong}}}
-    return info, f"critique mix: {take_right} right + {take_wrong} wrong of {n_right} right / {n_wrong} wrong"
+    info["mix"] = {"shares": params["mix"], "pool": {"right": n_right, "wrong": n_wrong},
+                   "taken": {"right": take_right, "wrong": take_wrong}}
+    notes.append(f"critique mix: {take_right} right + {take_wrong} wrong of {n_right} right / {n_wrong} wrong")
+    return info, "; ".join(notes)
+
+
+def mix_params(recipe: Any) -> dict[str, Any]:
+    """The mix's shares, only when set (so recipes without a mix keep their fingerprints)."""
+    if recipe.critique.mix is None:
+        return {}
+    right, wrong = recipe.critique.mix.shares
+    return {"mix": {"right": right, "wrong": wrong}}
 
 
 def export_params(recipe: Any) -> dict[str, Any]:
-    extra: dict[str, Any] = {"specificity": recipe.critique.specificity, "seed": recipe.seed}
-    if recipe.critique.mix is not None:  # only when set, so recipes without a mix keep their fingerprints
-        right, wrong = recipe.critique.mix.shares
-        extra["mix"] = {"right": right, "wrong": wrong}
+    extra: dict[str, Any] = {"specificity": recipe.critique.specificity, "seed": recipe.seed, **mix_params(recipe)}
+    if recipe.critique.noise is not None:  # likewise only when set
+        extra["noise"] = recipe.critique.noise.model_dump()
     return extra
 
 
 SPEC = register_variant(VariantSpec(name="cgd", doc="prompt + draft + critique → the teacher's refined answer",
                                     order=40, baseline=False, source="refine", build_rows=build_rows,
                                     reads=("id", "prompt", "draft", "critique", "verdict", "refined"),
-                                    export_params=export_params, verified_field="refined", describe=describe))
+                                    export_params=export_params, verified_field="refined", describe=describe,
+                                    dropped="not in the mix"))

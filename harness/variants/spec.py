@@ -46,6 +46,8 @@ class VariantSpec:
     """Recipe settings that change this variant's dataset, added to its export stage's params."""
     verified_field: str | None = None
     """The field whose `<field>_correct` grade `critique.keep_unverified: drop` filters on."""
+    dropped: str = "filtered out"
+    """How the report names records the variant's own filter left out (beyond failures and verification)."""
     describe: Describer | None = None
     """(source records, export params, rows) -> (facts for the export stage's info, a log line or None); raises
     ValueError saying why, when the rows came out empty for a reason of the variant's own."""
