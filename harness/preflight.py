@@ -23,10 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.llm import canonical
+from harness.llm import canonical, names_with
 from harness.pipeline import STUDENT_KINDS, TEACHER_KINDS, Pipeline, PlannedStage
-
-NO_KEY_BACKENDS = ("hf", "oracle")  # in-process back-ends: nothing goes over the network
 
 
 @dataclass
@@ -211,7 +209,7 @@ def _add(table: dict, key: tuple, recipe: Any, where: tuple[str, ...], stage: st
 def _sender(keys: dict, servers: dict, stage: PlannedStage, role: str, spec: Any, backend: str,
             backend_key: str) -> None:
     recipe = stage.recipe
-    if spec.api_key_env and backend not in NO_KEY_BACKENDS:
+    if spec.api_key_env and backend not in names_with("in_process"):  # in-process: nothing goes over the network
         _add(keys, (_origin(recipe), role, spec.api_key_env), recipe, (role, "api_key_env"), stage.name,
              backend=backend)
     if backend == "vllm":

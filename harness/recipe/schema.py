@@ -123,7 +123,7 @@ class StudentSpec(ConnectionSpec):
     model: str
     """`tiny` (built locally), a local model folder, or a model name the back-end knows."""
     backend: str = "hf"
-    """Generation back-end for drafts: hf, openai_compat, vllm, ... (see `cgd backends`)."""
+    """Generation back-end for drafts: hf, openai_compat, vllm, ... (registered in harness/llm/)."""
     batch_size: int = Field(default=32, ge=1)
     """Prompts per batched `generate` call (hf back-end)."""
     generation: GenerationSpec = Field(default_factory=lambda: GenerationSpec(temperature=0.0, max_tokens=256))
@@ -138,7 +138,7 @@ class StudentSpec(ConnectionSpec):
 
 class TeacherSpec(ConnectionSpec):
     provider: str
-    """Teacher back-end: oracle, openai, anthropic, openai_compat, vllm, hf (see `cgd backends`)."""
+    """Teacher back-end: oracle, openai, anthropic, openai_compat, vllm, hf (registered in harness/llm/)."""
     model: str
     """Model name sent to the provider."""
     generation: GenerationSpec = Field(default_factory=lambda: GenerationSpec(temperature=0.0, max_tokens=512))
