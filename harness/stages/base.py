@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from harness.store import RunStore, StageDir
+
+if TYPE_CHECKING:  # the recipe package imports the variants, which import stage helpers: type only
+    from harness.recipe import Recipe
 
 Record = dict[str, Any]
 
@@ -41,7 +44,7 @@ class StageContext:
     stage_dir: StageDir
     store: RunStore
     console: Console
-    recipe: Any  # the Recipe, for connection settings that are not part of the fingerprint
+    recipe: Recipe  # for connection settings that are not part of the fingerprint
 
     @property
     def path(self) -> Path:
