@@ -61,6 +61,7 @@ def test_self_refine_keeps_only_accepted_refinements_with_verify():
     assert [r["id"] for r in kept] == ["s0", "s2", "s4"]
 
 
+@pytest.mark.slow
 def test_new_methods_run_end_to_end_and_appear_in_the_reports(tmp_path):
     """On the tiny world (a warmed-up tiny student: a random one writes empty self-refinements)."""
     runs = str(tmp_path / "runs")

@@ -67,6 +67,7 @@ def test_a_stage_that_does_not_write_what_it_declares_fails(tmp_path, student):
     assert not list((tmp_path / "runs" / "stages").glob("paraphrase-*/done.json"))
 
 
+@pytest.mark.slow
 def test_a_variant_from_a_test_module_runs_through_plan_export_train_and_report(tmp_path, student):
     env = _plugin("throwaway_variant")
     recipe = write_recipe(tmp_path, student, variants="[base, critique_only]", limit=12)
