@@ -112,6 +112,30 @@ PLAN_PREFLIGHT_HEAD = ("preflight: {n} problem(s) would stop `cgd run` on this m
 
 
 @app.command()
+def protocol(write: Annotated[bool, typer.Option("--write", help="Also write docs/protocol.md.")] = False) -> None:
+    """Each paper recipe's settings beside the official code's, with the source of each official value."""
+    from rich.table import Table
+
+    from harness import protocol as proto
+
+    console = _console()
+    for name in proto.PAPER_RECIPES:
+        table = Table(title=f"recipes/{name}.yaml", show_lines=False)
+        for col in ("setting", "harness", "official", "source", "status"):
+            table.add_column(col, overflow="fold")
+        for row in proto.rows(name):
+            color = "green" if row["status"] == "same" else ("yellow" if row["status"] != "DIFFERS" else "red")
+            table.add_row(*(escape(str(row[c])) for c in ("setting", "harness", "official", "source")),
+                          f"[{color}]{escape(row['status'])}[/{color}]")
+        console.print(table)
+    if write:
+        console.print(f"wrote {escape(str(proto.write()))}")
+    off = proto.mismatches()
+    if off:
+        console.print(f"[red]{len(off)} setting(s) differ from the official protocol without a stated reason[/red]")
+
+
+@app.command()
 def keys(prefix: Annotated[str, typer.Argument(help="Only keys starting with this, e.g. train.")] = "") -> None:
     """Every recipe key with its type, default and description."""
     from rich.table import Table

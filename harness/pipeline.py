@@ -92,6 +92,25 @@ def _file_hash(path: Path) -> str:
 SAMPLE_BYTES = 1 << 20
 
 
+def _check_selection(recipe: Recipe, data_path: Path, sample: int = 500) -> None:
+    """Refuse a checkpoint selection the data's answers cannot support (before anything is trained)."""
+    import json
+
+    from harness.recipe.loader import locate
+    from harness.stages.selection import data_problem
+
+    references = []
+    with data_path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if len(references) >= sample:
+                break
+            with contextlib.suppress(ValueError, AttributeError):
+                references.append(json.loads(line).get(recipe.data.answer_field))
+    problem = data_problem(recipe.train.select_checkpoint.metric, references)
+    if problem:
+        raise HarnessError(str(locate(recipe, "train.select_checkpoint", f"train.select_checkpoint: {problem}")))
+
+
 def _model_identity(model: str) -> dict[str, Any]:
     """A hub id is its name; a local model folder is its content, not where it lies: each file's name, size and a
     hash of its bytes (for files over 2 MiB, of their first and last MiB: hashing GBs of weights is slow)."""
@@ -116,6 +135,7 @@ def _sampled_hash(path: Path) -> str:
 
 def build_graph(recipe: Recipe, store: RunStore, require_data: bool = True) -> RecipeGraph:
     """`require_data=False` (plans) accepts a data file that is not there yet."""
+    from harness.stages import export as export_stage
     from harness.stages import train as train_stage
 
     g = RecipeGraph(recipe)
@@ -125,6 +145,8 @@ def build_graph(recipe: Recipe, store: RunStore, require_data: bool = True) -> R
 
         check_data_file(data_path)
     d = recipe.data
+    if recipe.train.select_checkpoint is not None and data_path.is_file():
+        _check_selection(recipe, data_path)
     # Files are fingerprinted by content and located at run time, so a moved checkout or runs folder is still cached.
     g.add(store, "data", "data", {"sha256": _file_hash(data_path) if data_path.is_file() else None,
                                   "prompt_field": d.prompt_field,
@@ -158,6 +180,7 @@ def build_graph(recipe: Recipe, store: RunStore, require_data: bool = True) -> R
         export_params = {"variant": variant, "style": style, "keep_unverified": recipe.critique.keep_unverified}
         if spec.export_params is not None:
             export_params |= spec.export_params(recipe)
+        export_params |= export_stage.stage_params(recipe)  # train.format etc., only when not the defaults
         g.add(store, f"export:{variant}", "export", export_params, {spec.source: spec.source, "student": "student"})
         for seed in recipe.train_seeds:
             train_name = f"train:{variant}:{seed}"
@@ -178,9 +201,17 @@ def build_graph(recipe: Recipe, store: RunStore, require_data: bool = True) -> R
 
 
 def _eval_suites(recipe: Recipe) -> list[dict[str, Any]]:
-    """The recipe's suites with its generation cap and added tasks (optional eval keys) applied."""
+    """The recipe's suites with its generation cap, added tasks and grader (optional eval keys) applied; a grader
+    other than math_verify is part of a grading suite's hash, so it reaches the evaluate fingerprints. An
+    eval.template (an official prompt) is applied to the suites it names, only when set."""
     ev = recipe.eval
-    return [load_suite(name, max_gen_toks=ev.max_gen_toks, add_tasks=ev.add_tasks.get(name)) for name in ev.suites]
+    suites = [load_suite(name, max_gen_toks=ev.max_gen_toks, add_tasks=ev.add_tasks.get(name), grader=ev.grader)
+              for name in ev.suites]
+    if ev.template is not None:
+        from harness.evaluation.prompts import apply_prompt_template
+
+        suites = [apply_prompt_template(s, ev.template) for s in suites]
+    return suites
 
 
 def _eval_backend(recipe: Recipe) -> dict[str, Any]:
@@ -395,8 +426,8 @@ class Pipeline:
                 continue
             if stage.kind == "export":
                 datasets[stage.params["variant"]] = res.info["dataset"]
-                sizes[stage.params["variant"]] = {k: res.info[k] for k in ("examples", "source_records", "left_out")
-                                                  if k in res.info}
+                sizes[stage.params["variant"]] = {k: res.info[k] for k in ("examples", "source_records", "left_out",
+                                                                           "overlong") if k in res.info}
             elif stage.kind == "train":
                 models[name.removeprefix("train:").replace(":", "@seed")] = res.info["model_path"]
             elif stage.kind == "student":

@@ -26,6 +26,7 @@ from harness.errors import RecipeError
 from harness.paths import PROJECT_ROOT, RECIPES_DIR
 from harness.recipe import load_recipes
 from harness.recipe.schema import TrainSpec
+from harness.stages import selection as selection_module
 from harness.stages import train as train_stage
 from harness.stages.base import StageContext, StageInput
 from harness.store import RunStore, read_jsonl
@@ -356,11 +357,21 @@ def test_stage_trains_scores_checkpoints_and_keeps_the_best(tiny_model: Path, tm
     monkeypatch.setattr("harness.axolotl.launch.run_axolotl_train", _no_launch)
     again = train_stage.run(ctx, inputs).info
     assert again["checkpoint_selection"]["scores"] == selection["scores"]
-    (ctx.path / train_stage.SCORES_FILE).unlink()
-    monkeypatch.setattr(train_stage, "score_model", lambda path, *a, **k: {
+    (ctx.path / selection_module.SCORES_FILE).unlink()
+    monkeypatch.setattr(selection_module, "score_accuracy", lambda path, *a, **k: {
         "accuracy": 1.0 if Path(path).name == "checkpoint-2" else 0.5, "correct": 0, "n": 4})
     picked = train_stage.run(ctx, inputs).info
     assert picked["checkpoint_selection"]["selected"] == "checkpoint-2"
+    assert picked["checkpoint_selection"]["metric"] == "accuracy" and not picked["checkpoint_selection"]["tie_break"]
+    # Accuracy that ties on every checkpoint is broken by the held-out target loss, and says so.
+    (ctx.path / selection_module.SCORES_FILE).unlink()
+    monkeypatch.setattr(selection_module, "score_accuracy", lambda path, *a, **k: {"accuracy": 0.0, "correct": 0,
+                                                                                    "n": 4})
+    monkeypatch.setattr(selection_module, "score_loss", lambda path, rows: {
+        "loss": 1.0 if Path(path).name == "checkpoint-2" else 2.0, "tokens": 10, "n": len(rows)})
+    tied = train_stage.run(ctx, inputs).info["checkpoint_selection"]
+    assert tied["tie_break"] == "loss" and tied["selected"] == "checkpoint-2"
+    assert [s["loss"] for s in tied["scores"]] == [1.0, 2.0]
     selected = Path(picked["model_path"])
     assert selected == ctx.path / "selected" and (selected / "tokenizer.json").is_file()
     assert not (selected / "optimizer.pt").exists() and not (selected / "trainer_state.json").exists()

@@ -175,6 +175,7 @@ def render_axolotl_config(train: TrainSpec, *, base_model: str, dataset_path: Pa
         cfg.update(render_fsdp(train.fsdp))
         if train.fsdp.activation_checkpointing:
             cfg["gradient_checkpointing"] = False  # FSDP checkpoints activations itself
+    apply_format(cfg, train)
     select = train.select_checkpoint
     if select is not None:
         # Every checkpoint is kept until it has been scored on the held-out prompts.
@@ -182,6 +183,27 @@ def render_axolotl_config(train: TrainSpec, *, base_model: str, dataset_path: Pa
         if select.every_steps:
             cfg["save_steps"] = select.every_steps
     return deep_merge(cfg, train.axolotl)
+
+
+def apply_format(cfg: dict[str, Any], train: TrainSpec) -> None:
+    """The training format's keys (harness/formats/): a named chat template as `chat_template: jinja` with its
+    text, its end-of-turn token as the tokenizer's EOS (LLaMA-Factory's replace_eos), the tokens its assistant slot
+    trains after that token (qwen's "\\n", as `eot_tokens` trained per turn), and `train.overlong: truncate` as
+    `excess_length_strategy`. A recipe on the defaults (chat, tokenizer template, drop) gets none of these keys."""
+    from harness.formats import get_template
+
+    if train.overlong != "drop":
+        cfg["excess_length_strategy"] = train.overlong
+    template = get_template(train.chat_template)
+    if template is None:
+        return
+    cfg["chat_template"] = "jinja"
+    cfg["chat_template_jinja"] = template.jinja
+    cfg["special_tokens"] = {"eos_token": template.eos_token}
+    if template.trained_after_eos:
+        cfg["eot_tokens"] = list(template.trained_after_eos)
+        for dataset in cfg["datasets"]:
+            dataset["train_on_eot"] = "turn"
 
 
 def config_hash(cfg: dict) -> str:

@@ -111,8 +111,10 @@ def _decode(tokenizer: Any, ids: list[int]) -> str:
 
 
 def judge(row_id: str, row: dict[str, Any], input_ids: list[int], labels: list[int], tokenizer: Any,
-          sequence_len: int | None = None, excess_length_strategy: str | None = None) -> MaskEntry:
-    """Compare one tokenized row's trained tokens with its target (+ end-of-turn token)."""
+          sequence_len: int | None = None, excess_length_strategy: str | None = None,
+          after_eos: tuple[str, ...] = ()) -> MaskEntry:
+    """Compare one tokenized row's trained tokens with its target (+ end-of-turn token, + the tokens the chat
+    template trains after it: `after_eos`, e.g. LLaMA-Factory qwen's "\\n")."""
     entry = MaskEntry(id=row_id, ok=False, input_ids=list(input_ids), labels=list(labels))
     if sequence_len and len(input_ids) > sequence_len:
         action = {"truncate": "truncates", "raise": "raises an error on"}.get(excess_length_strategy or "",
@@ -125,8 +127,11 @@ def judge(row_id: str, row: dict[str, Any], input_ids: list[int], labels: list[i
         entry.problem = "no target: the row has no `training: true` message and no assistant message"
         return entry
     content = target["content"]
-    entry.expected_text = content + eos
+    tail = "".join(after_eos)
+    entry.expected_text = content + eos + tail
     expected_ids = tokenizer(content, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    for text in after_eos:
+        expected_ids += tokenizer(text, add_special_tokens=False)["input_ids"]
     spans = _spans(entry.labels)
     trained_ids = [input_ids[i] for s, e in spans for i in range(s, e)]
     entry.trained_text = " … ".join(_decode(tokenizer, input_ids[s:e]) for s, e in spans)
@@ -142,7 +147,7 @@ def judge(row_id: str, row: dict[str, Any], input_ids: list[int], labels: list[i
         entry.problem = "the trained span is not the final turn (a later turn follows it)"
     elif trained_ids == expected_ids:
         entry.ok = True
-    elif entry.trained_text in (entry.expected_text, content.strip() + eos):
+    elif entry.trained_text in (entry.expected_text, content.strip() + eos + tail):
         # Same text, different token boundaries (context-dependent merges, a template that trims content).
         entry.ok = True
     else:
@@ -176,8 +181,15 @@ def _tokenize(rows: list[dict[str, Any]], ds_cfg: Any, tokenizer: Any, acfg: Any
     return [wrapped[i] for i in range(len(wrapped))]
 
 
-def check_trained_spans(cfg: dict, n: int) -> MaskReport:
-    """Tokenize the first `n` rows of the config's first dataset with Axolotl; check every trained span."""
+def trained_after_eos(acfg: Any, ds_cfg: Any, tokenizer: Any) -> tuple[str, ...]:
+    """The end-of-turn tokens (besides the EOS) a config trains after each trained turn."""
+    if (ds_cfg.get("train_on_eot") or "") not in ("turn", "all"):
+        return ()
+    return tuple(t for t in (acfg.get("eot_tokens") or ()) if t != tokenizer.eos_token)
+
+
+def _load(cfg: dict) -> tuple[Any, Any, Any]:
+    """(Axolotl's normalized config, its tokenizer, the first dataset's config), as `axolotl preprocess` has them."""
     os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from harness.axolotl.config import axolotl_cfg
@@ -187,8 +199,57 @@ def check_trained_spans(cfg: dict, n: int) -> MaskReport:
     acfg.dataset_keep_in_memory = True
     from axolotl.loaders import load_tokenizer
 
-    tokenizer = load_tokenizer(acfg)
-    ds_cfg = acfg.datasets[0]
+    return acfg, load_tokenizer(acfg), acfg.datasets[0]
+
+
+def tokenize_rows(cfg: dict, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rows` tokenized by Axolotl's preprocessing for this config: each with `input_ids` and `labels`."""
+    acfg, tokenizer, ds_cfg = _load(cfg)
+    with _no_progress_bars():
+        return _tokenize(rows, ds_cfg, tokenizer, acfg)
+
+
+@dataclass
+class LengthReport:
+    lengths: list[int]
+    sequence_len: int
+    strategy: str
+    prompt_over: int = 0
+    """Over-long rows whose prompt alone (everything before the target) fills sequence_len: truncated, they train
+    no token at all."""
+
+    @property
+    def over(self) -> int:
+        return sum(n > self.sequence_len for n in self.lengths)
+
+
+def row_lengths(cfg: dict, dataset: Path) -> LengthReport:
+    """The token count of every row of a dataset as Axolotl's chat_template strategy tokenizes it (the whole
+    conversation through the config's chat template, with Axolotl's tokenizer), to count what sequence_len cuts."""
+    acfg, tokenizer, ds_cfg = _load(cfg)
+    from axolotl.utils.chat_templates import get_chat_template_from_config
+
+    template = get_chat_template_from_config(cfg=acfg, ds_cfg=ds_cfg, tokenizer=tokenizer)
+    limit = int(acfg.sequence_len)
+    lengths, prompt_over = [], 0
+    with Path(dataset).open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            messages = [{"role": m["role"], "content": m["content"]} for m in json.loads(line)["messages"]]
+            ids = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=True, return_dict=False)
+            lengths.append(len(ids))
+            if len(ids) > limit:  # the prompt and the assistant header, without the target
+                prompt = tokenizer.apply_chat_template(messages[:-1], chat_template=template, tokenize=True,
+                                                       add_generation_prompt=True, return_dict=False)
+                prompt_over += len(prompt) >= limit
+    return LengthReport(lengths, limit, acfg.excess_length_strategy or "drop", prompt_over)
+
+
+def check_trained_spans(cfg: dict, n: int) -> MaskReport:
+    """Tokenize the first `n` rows of the config's first dataset with Axolotl; check every trained span."""
+    acfg, tokenizer, ds_cfg = _load(cfg)
+    after = trained_after_eos(acfg, ds_cfg, tokenizer)
     rows = _read_rows(Path(ds_cfg.path), n)
     ids = [str(r.get("id", f"line {i + 1}")) for i, r in enumerate(rows)]
     report = MaskReport()
@@ -209,7 +270,7 @@ def check_trained_spans(cfg: dict, n: int) -> MaskReport:
                 report.entries.append(MaskEntry(ids[i], ok=False, input_ids=[], labels=[], problem=problem))
                 continue
             report.entries.append(judge(ids[i], row, tok["input_ids"], tok["labels"], tokenizer,
-                                        acfg.sequence_len, acfg.excess_length_strategy))
+                                        acfg.sequence_len, acfg.excess_length_strategy, after))
     return report
 
 

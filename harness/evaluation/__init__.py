@@ -1,8 +1,9 @@
 """Evaluation: suites (eval_suites/<name>.yaml) run through lm-eval and EvalPlus, normalized into result rows.
 
 A normalized row: {benchmark, task, metric, value, stderr, n, primary, suite, suite_hash, samples, results_file,
-backend} (+ model, model_hash, variant and seed, added by the evaluate stage). `primary` marks the suite's headline
-metric of each benchmark; `samples` points at the per-sample log. The report reads only these rows.
+backend} (+ `grader` for tasks scored by harness.grading, see harness.graders; + model, model_hash, variant and seed,
+added by the evaluate stage). `primary` marks the suite's headline metric of each benchmark; `samples` points at
+the per-sample log. The report reads only these rows.
 """
 
 from __future__ import annotations

@@ -30,6 +30,8 @@ def eval_command(
     = None,
     add_task: Annotated[list[str] | None, typer.Option("--add-task", help="Extra lm-eval task for the first suite "
                                                                           "(repeatable; changes its hash).")] = None,
+    grader: Annotated[str, typer.Option(help="Answer grader of the math tasks: math_verify or paper (the CGD "
+                                             "paper's math_equal; changes the suite hash).")] = "math_verify",
     backend: Annotated[str, typer.Option(help="hf, served (a running server: --base-url) or vllm.")] = "hf",
     base_url: Annotated[str | None, typer.Option(help="Root URL of a running OpenAI-compatible server.")] = None,
     served_model: Annotated[str | None, typer.Option(help="Model name the server answers to.")] = None,
@@ -74,7 +76,7 @@ def eval_command(
     from harness.stages.evaluate import score_model
     from harness.store import write_jsonl
 
-    suites = [load_suite(name, max_gen_toks=max_gen_toks, add_tasks=add_task if i == 0 else None)
+    suites = [load_suite(name, max_gen_toks=max_gen_toks, add_tasks=add_task if i == 0 else None, grader=grader)
               for i, name in enumerate(names)]
     back = EvalBackend(kind=backend, base_url=base_url, served_model=served_model)
     root = runs_dir or default_runs_dir()

@@ -89,7 +89,13 @@ def _register_models() -> None:
 
 
 def task_specs(lm: dict[str, Any], tm: Any) -> list[str | dict[str, Any]]:
-    """What simple_evaluate gets for each suite entry: the name, or a dict of overrides on the registered task."""
+    """What simple_evaluate gets for each suite entry: the name, or a dict of overrides on the registered task.
+
+    With a grader other than the default (`lm["grader"]`), a task whose process_results grades with harness.grading
+    gets it wrapped so that it grades with that grader (harness.graders.graded_results)."""
+    from harness.graders import DEFAULT, graded_results
+
+    grader = lm.get("grader") or DEFAULT
     specs: list[str | dict[str, Any]] = []
     for entry in lm["tasks"]:
         override: dict[str, Any] = dict(entry.get("overrides") or {})
@@ -97,12 +103,67 @@ def task_specs(lm: dict[str, Any], tm: Any) -> list[str | dict[str, Any]]:
             override["num_fewshot"] = int(entry["num_fewshot"])
         samples = entry.get("samples")
         if samples:
-            override.update(_passk_override(entry["task"], samples, tm))
+            override.update(_passk_override(entry["task"], samples, tm, override.get("generation_kwargs")))
+        if grader != DEFAULT and task_grader(tm, entry["task"], grader):
+            process = override.get("process_results") or tm._get_config(entry["task"])["process_results"]
+            override["process_results"] = partial(graded_results, base=process, grader=grader)
         specs.append({"task": entry["task"], **override} if override else entry["task"])
     return specs
 
 
-def _passk_override(name: str, samples: dict[str, Any], tm: Any) -> dict[str, Any]:
+def uses_grading(process: Any) -> bool:
+    """Does this process_results (a function or a partial of one) come from a file that uses harness.grading?"""
+    while isinstance(process, partial):
+        process = process.func
+    code = getattr(process, "__code__", None)
+    if code is None:
+        return False
+    try:
+        return b"harness.grading" in Path(code.co_filename).read_bytes()
+    except OSError:
+        return False
+
+
+def task_grader(tm: Any, name: str, grader: str) -> str | None:
+    """`grader` when `name` is a single task that grades with harness.grading, else None (lm-eval's own scoring)."""
+    if not tm._name_is_task(name):
+        return None
+    return grader if uses_grading(tm._get_config(name).get("process_results")) else None
+
+
+def _leaf_tasks(tm: Any, name: str, seen: set[str] | None = None) -> list[str]:
+    seen = seen if seen is not None else set()
+    if name in seen or name not in tm.task_index:
+        return []
+    seen.add(name)
+    if tm._name_is_task(name) or tm._name_is_python_task(name):
+        return [name]
+    subs = tm._get_tasklist(name) if tm._name_is_tag(name) else (tm._get_config(name).get("task") or [])
+    out: list[str] = []
+    for sub in subs:
+        sub_name = sub["task"] if isinstance(sub, dict) else sub
+        if isinstance(sub_name, str):
+            out += _leaf_tasks(tm, sub_name, seen)
+    return out
+
+
+def suite_graders(lm: dict[str, Any], tm: Any) -> dict[str, str]:
+    """task -> the grader that scores it, for every task (group members included) that grades with harness.grading."""
+    from harness.graders import DEFAULT
+
+    grader = lm.get("grader") or DEFAULT
+    out: dict[str, str] = {}
+    for entry in lm["tasks"]:
+        for task in _leaf_tasks(tm, entry["task"]):
+            found = task_grader(tm, task, grader)
+            if found:
+                out[task] = found
+    return out
+
+
+def _passk_override(name: str, samples: dict[str, Any], tm: Any,
+                    generation_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`generation_kwargs`: the entry's own (e.g. an official prompt's stop words), kept under the sampling."""
     from harness.evaluation.passk import passk_results
 
     if not tm._name_is_task(name):
@@ -113,8 +174,8 @@ def _passk_override(name: str, samples: dict[str, Any], tm: Any) -> dict[str, An
         raise HarnessError(f"pass@k for '{name}': the task has no process_results to score each sample with")
     metric = (base.get("metric_list") or [{"metric": "exact_match"}])[0]["metric"]
     ks = tuple(samples["k"])
-    gen = {**(base.get("generation_kwargs") or {}), "do_sample": True, "temperature": samples["temperature"],
-           "top_p": samples["top_p"]}
+    gen = {**(generation_kwargs or base.get("generation_kwargs") or {}), "do_sample": True,
+           "temperature": samples["temperature"], "top_p": samples["top_p"]}
     metrics = [{"metric": m, "aggregation": "mean", "higher_is_better": True} for m in [metric] +
                [f"pass@{k}" for k in ks]]
     if base.get("filter_list"):
@@ -283,6 +344,7 @@ def run_lm_eval(suite: dict[str, Any], *, model_path: str, out_dir: Path, limit:
     approx_punkt = ensure_punkt(console) if any("ifeval" in n for n in names) else False
     tm = TaskManager(include_path=lm.get("include_path"))
     specs = task_specs(lm, tm)
+    graders = suite_graders(lm, tm)
 
     rows: list[dict[str, Any]] = []
 
@@ -290,7 +352,8 @@ def run_lm_eval(suite: dict[str, Any], *, model_path: str, out_dir: Path, limit:
         if not part:
             return
         res, results_file = _call_lm_eval(specs=part, tm=tm, lm=lm, out_dir=out_dir / tag, limit=limit, **call)
-        rows.extend(normalize_lm_eval(res, suite, results_file, backend=f"{backend.kind}:{call['model']}"))
+        rows.extend(normalize_lm_eval(res, suite, results_file, backend=f"{backend.kind}:{call['model']}",
+                                      graders=graders))
 
     if backend.kind == "hf":
         if phase != "generate":
@@ -310,7 +373,11 @@ def run_lm_eval(suite: dict[str, Any], *, model_path: str, out_dir: Path, limit:
                 if lm["apply_chat_template"]:
                     run("chat", _chat_call(model_path, backend, url), gen)
                 else:
-                    run("completions-gen", _completions_call(model_path, backend, url, batch_size), gen)
+                    # the prompt as text (the server tokenizes it, BOS included): token ids would be cut to
+                    # lm-eval's default max_length (2048) minus max_gen_toks
+                    gen_call = _completions_call(model_path, backend, url, batch_size)
+                    gen_call["model_args"]["tokenized_requests"] = False
+                    run("completions-gen", gen_call, gen)
     if approx_punkt:
         for row in rows:
             if "ifeval" in row["task"]:
@@ -356,12 +423,15 @@ def _samples_file(results_file: Path, task: str) -> Path | None:
 
 
 def normalize_lm_eval(res: dict[str, Any], suite: dict[str, Any], results_file: Path,
-                      backend: str = "hf") -> list[dict[str, Any]]:
+                      backend: str = "hf", graders: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """One row per (benchmark, metric) for every suite task, plus non-primary rows for a group's subtasks.
 
     lm-eval keys metrics as "<metric>,<filter>" (and "<metric>_stderr,<filter>"); the filter is kept in the
-    metric name unless it is "none". `primary` marks the suite's headline metric of each benchmark.
+    metric name unless it is "none". `primary` marks the suite's headline metric of each benchmark. `graders`
+    (task -> grader name, from suite_graders) adds `grader` to the rows of tasks graded by harness.grading; a
+    group's row gets it when all its members share one grader.
     """
+    graders = graders or {}
     rows: list[dict[str, Any]] = []
     n_samples = res.get("n-samples") or {}
     results = res.get("results") or {}
@@ -384,6 +454,8 @@ def normalize_lm_eval(res: dict[str, Any], suite: dict[str, Any], results_file: 
             else:
                 found = _samples_file(results_file, task)
                 samples = str(found) if found else None
+            used = {graders.get(t) for t in leaf_list}
+            grader = used.pop() if len(used) == 1 else None
             metric_rows = []
             for key, value in metrics.items():
                 if "," not in key or "_stderr," in key:
@@ -398,6 +470,8 @@ def normalize_lm_eval(res: dict[str, Any], suite: dict[str, Any], results_file: 
                     "stderr": _finite(metrics.get(f"{metric}_stderr,{filt}")), "n": n, "suite": suite["name"],
                     "suite_hash": suite["hash"], "samples": samples, "results_file": str(results_file),
                     "backend": backend, "primary": False})
+                if grader:
+                    metric_rows[-1]["grader"] = grader
             if headline and metric_rows:
                 wanted = entry.get("metric")
                 chosen = [r for r in metric_rows if r["metric"] == wanted] if wanted else metric_rows[:1]

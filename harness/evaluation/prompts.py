@@ -2,12 +2,16 @@
 
 `cgd eval --show-prompt` uses this. The template comes from a model folder (its tokenizer, exactly what the hf
 back-end applies), or from the shipped templates of the paper's student families (eval_suites/chat_templates:
-qwen2.5-math, llama-3.1), or from a .jinja file. Documents come from the `datasets` cache when the benchmark is
-there (the real rows), else from the shipped fixture rows.
+qwen2.5-math, llama-3.1), or from a .jinja file, or is one of the official hand-written prompts of the paper's
+maths evaluation (chat_templates/official_prompts.yaml: llama3-math-cot, qwen25-math-cot), which a recipe selects
+with `eval.template` (apply_prompt_template). Documents come from the `datasets` cache when the benchmark is there
+(the real rows), else from the shipped fixture rows.
 """
 
 from __future__ import annotations
 
+import copy
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +23,7 @@ from harness.errors import HarnessError
 from harness.paths import EVAL_SUITES_DIR
 
 TEMPLATES_DIR = EVAL_SUITES_DIR / "chat_templates"
+OFFICIAL_PROMPTS_FILE = TEMPLATES_DIR / "official_prompts.yaml"
 _TASK_MANAGERS: dict[str, Any] = {}
 
 
@@ -26,17 +31,109 @@ _TASK_MANAGERS: dict[str, Any] = {}
 class ChatTemplate:
     label: str
     render: Callable[[list[dict[str, str]], bool], str]
+    prompt_template: str | None = None  # an official prompt's name: render_prompts applies it to the suite first
 
 
 def shipped_templates() -> dict[str, dict[str, Any]]:
     return YAML(typ="safe").load((TEMPLATES_DIR / "templates.yaml").read_text())
 
 
+# ----------------------------------------------------------------------------------------------- official prompts
+def official_prompts() -> dict[str, dict[str, Any]]:
+    """The paper's hand-written maths prompts and their stop words (chat_templates/official_prompts.yaml)."""
+    return YAML(typ="safe").load(OFFICIAL_PROMPTS_FILE.read_text())
+
+
+def _official(name: str) -> dict[str, Any]:
+    prompts = official_prompts()
+    if name not in prompts:
+        raise HarnessError(f"unknown official prompt '{name}'; available: {', '.join(prompts)}")
+    return prompts[name]
+
+
+def render_official(name: str, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+    """Messages in an official prompt's turn format (the official text when they are its system turn and one
+    question)."""
+    meta = _official(name)
+    text = "".join(meta["turn"].format(role=m["role"], content=m["content"]) for m in messages)
+    return text + (meta["generation"] if add_generation_prompt else "")
+
+
+def official_prompt(name: str, question: str) -> str:
+    """The official prompt around one question, e.g. utils.py PROMPT_TEMPLATES["llama3-math-cot"][0] formatted."""
+    return render_official(name, [{"role": "system", "content": _official(name)["system"]},
+                                  {"role": "user", "content": question}])
+
+
+def official_stop_words(name: str) -> list[str]:
+    return list(_official(name)["stop"])
+
+
+def _task_configs(include_path: str) -> dict[str, dict[str, Any]]:
+    """The suite's own task YAMLs (includes resolved, !function left unresolved), by task name."""
+    from lm_eval.utils import load_yaml_config
+
+    out = {}
+    for path in sorted(Path(include_path).glob("*.yaml")):
+        cfg = load_yaml_config(str(path), mode="simple")
+        if isinstance(cfg, dict) and isinstance(cfg.get("task"), str):
+            out[cfg["task"]] = cfg
+    return out
+
+
+def _trimmed(doc_to_text: str) -> str:
+    """'{{problem}}' -> '{{ problem | trim }}': the official loader strips the question (parse_question)."""
+    match = re.fullmatch(r"\{\{\s*(\w+)\s*\}\}", doc_to_text)
+    return f"{{{{ {match.group(1)} | trim }}}}" if match else doc_to_text
+
+
+def apply_prompt_template(suite: dict[str, Any], name: str) -> dict[str, Any]:
+    """The suite with an official prompt instead of the student's chat template (a recipe's `eval.template`).
+
+    Only the suites the prompt names (its `suites`) change; any other comes back as it is. Each task's question
+    (its doc_to_text) is written into the official prompt, the task stops at the official stop words, and lm-eval
+    sends the text as it is (no chat template, no system instruction: the prompt holds its own system turn). The
+    prompt's name, text and stop words become part of the suite's settings, and so of its hash.
+    """
+    from harness.evaluation.suites import portable_suite
+    from harness.store import fingerprint
+
+    meta = _official(name)
+    lm = suite.get("lm_eval")
+    if suite["name"] not in meta["suites"] or not lm:
+        return suite
+    configs = _task_configs(lm["include_path"]) if lm.get("include_path") else {}
+    out = copy.deepcopy(suite)
+    for entry in out["lm_eval"]["tasks"]:
+        cfg = configs.get(entry["task"])
+        if cfg is None or not isinstance(cfg.get("doc_to_text"), str):
+            raise HarnessError(f"eval.template {name}: suite {suite['name']} task {entry['task']} is not one of its "
+                               "own tasks with a template-string doc_to_text; the prompt cannot be applied to it")
+        overrides = dict(entry.get("overrides") or {})
+        overrides["doc_to_text"] = official_prompt(name, _trimmed(cfg["doc_to_text"]))
+        overrides["generation_kwargs"] = {**(cfg.get("generation_kwargs") or {}),
+                                          **(overrides.get("generation_kwargs") or {}),
+                                          "until": official_stop_words(name)}
+        entry["overrides"] = overrides
+    out["lm_eval"].update(apply_chat_template=False, fewshot_as_multiturn=False, system_instruction=None,
+                          prompt_template=name)
+    body = {k: v for k, v in out.items() if k != "hash"}
+    out["hash"] = fingerprint(portable_suite(body))[:16]
+    return out
+
+
 def load_chat_template(spec: str) -> ChatTemplate:
-    """A shipped template name, a model folder (its tokenizer renders), or a .jinja file."""
+    """A shipped template name, an official prompt's name, a model folder (its tokenizer renders), or a .jinja
+    file."""
     from transformers.utils.chat_template_utils import render_jinja_template
 
     shipped = shipped_templates()
+    official = official_prompts()
+    if spec in official:
+        def render_official_prompt(messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+            return render_official(spec, messages, add_generation_prompt)
+
+        return ChatTemplate(f"{spec} (official prompt, {official[spec]['source']})", render_official_prompt, spec)
     if spec in shipped:
         meta = shipped[spec]
         text = (TEMPLATES_DIR / meta["file"]).read_text()
@@ -57,8 +154,8 @@ def load_chat_template(spec: str) -> ChatTemplate:
     elif Path(spec).is_file():
         text, tokens, label = Path(spec).read_text(), {}, spec
     else:
-        raise HarnessError(f"unknown chat template '{spec}'; available: {', '.join(shipped)}, a model folder or a "
-                           ".jinja file")
+        raise HarnessError(f"unknown chat template '{spec}'; available: {', '.join([*shipped, *official])}, a model "
+                           "folder or a .jinja file")
 
     def render(messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         rendered, _ = render_jinja_template([messages], chat_template=text, add_generation_prompt=add_generation_prompt,
@@ -114,11 +211,15 @@ def _first_leaf(tm: Any, name: str) -> str:
 
 def render_prompts(suite: dict[str, Any], template: ChatTemplate, *, tasks: list[str] | None = None,
                    docs: int = 1, source: str = "auto") -> list[dict[str, Any]]:
-    """[{task, doc_id, docs_from, prompt}] for the first `docs` documents of each (leaf) task of the suite."""
+    """[{task, doc_id, docs_from, prompt}] for the first `docs` documents of each (leaf) task of the suite.
+
+    An official prompt (template.prompt_template) is applied to the suite first, as `eval.template` does."""
     from lm_eval.tasks import TaskManager
 
     from harness.evaluation.lmeval import DEFAULT_SEEDS, ensure_punkt, task_specs
 
+    if template.prompt_template and suite.get("lm_eval"):
+        suite = apply_prompt_template(suite, template.prompt_template)
     lm = suite.get("lm_eval")
     if not lm or not lm.get("tasks"):
         raise HarnessError(f"suite {suite['name']} has no lm-eval tasks (EvalPlus builds its own prompts)")

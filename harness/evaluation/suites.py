@@ -4,6 +4,11 @@ A suite pins everything that decides its scores: tasks and their shots, chat tem
 generation cap, pass@k sampling, EvalPlus versions and limits, the dataset ids and revisions it reads. Its `hash`
 covers all of that plus the contents of its custom task files, the grader (harness/grading.py) when a task uses it,
 and the installed lm-eval / EvalPlus / math-verify versions. Results carry the hash; the eval cache is keyed by it.
+
+A suite whose tasks grade with harness.grading can be scored by another grader (`lm_eval.grader`, or the recipe's
+`eval.grader`; harness.graders): a grader other than the default `math_verify` is recorded in the suite and its code
+hashed into the pins, so its scores never share a cache entry with math-verify's. The default adds nothing, so
+suites scored by math-verify keep the hash they always had.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from harness.store import fingerprint
 
 SUITE_KEYS = {"name", "description", "lm_eval", "evalplus", "datasets"}
 LM_KEYS = {"include_path", "apply_chat_template", "fewshot_as_multiturn", "system_instruction", "max_gen_toks",
-           "tasks"}
+           "grader", "tasks"}
 TASK_KEYS = {"task", "benchmark", "metric", "num_fewshot", "samples", "overrides"}
 SAMPLES_KEYS = {"n", "k", "temperature", "top_p"}
 EVALPLUS_KEYS = {"greedy", "n_samples", "max_new_tokens", "min_time_limit", "gt_time_limit_factor", "datasets"}
@@ -87,12 +92,17 @@ def _files_digest(folder: Path) -> tuple[dict[str, str], bool]:
 
 
 def load_suite(name: str, folder: Path = EVAL_SUITES_DIR, *, max_gen_toks: int | None = None,
-               add_tasks: list[str | dict[str, Any]] | None = None) -> dict[str, Any]:
+               add_tasks: list[str | dict[str, Any]] | None = None, grader: str | None = None) -> dict[str, Any]:
     """The suite's settings (include_path made absolute) with `hash`, a digest of everything that pins its scores.
 
     `max_gen_toks` replaces the suite's generation cap; `add_tasks` appends lm-eval tasks (names or entries like
-    the suite's own). Both change the hash.
+    the suite's own). Both change the hash. `grader` (harness.graders) replaces the suite's answer grader when its
+    tasks use harness.grading (else it is ignored); a grader other than math_verify changes the hash.
     """
+    if grader is not None:
+        from harness.graders import get_grader
+
+        get_grader(grader)  # unknown names fail for every suite, not only those that grade answers
     path = folder / f"{name}.yaml"
     if not path.is_file():
         raise UnknownName(f"unknown eval suite '{name}'; available: {', '.join(available_suites(folder))}")
@@ -129,6 +139,7 @@ def load_suite(name: str, folder: Path = EVAL_SUITES_DIR, *, max_gen_toks: int |
             pins["task_files"], uses_grader = _files_digest(include)
             if uses_grader:
                 pins["grader"] = hashlib.sha256(GRADER.read_bytes()).hexdigest()
+                _choose_grader(lm, pins, grader)
             lm["include_path"] = str(include)
         suite["lm_eval"] = lm
     if suite.get("evalplus") is not None:
@@ -151,6 +162,19 @@ def load_suite(name: str, folder: Path = EVAL_SUITES_DIR, *, max_gen_toks: int |
     suite["pins"] = pins
     suite["hash"] = fingerprint(portable_suite(suite, folder))[:16]
     return suite
+
+
+def _choose_grader(lm: dict[str, Any], pins: dict[str, Any], grader: str | None) -> None:
+    """Record a non-default grader in the suite (and hash its code); the default leaves the suite as it was."""
+    from harness.graders import DEFAULT, GRADER_FILES, get_grader
+
+    chosen = grader or lm.get("grader") or DEFAULT
+    get_grader(chosen)  # an unknown name: "unknown grader 'x'; available: ..."
+    if chosen == DEFAULT:
+        lm.pop("grader", None)  # never recorded: math-verify's suites keep their hash
+        return
+    lm["grader"] = chosen
+    pins["grader_code"] = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in GRADER_FILES[chosen]}
 
 
 def portable_suite(suite: dict[str, Any], folder: Path = EVAL_SUITES_DIR) -> dict[str, Any]:

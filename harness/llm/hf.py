@@ -1,4 +1,11 @@
-"""In-process batched generation with transformers (CPU or one GPU)."""
+"""In-process batched generation with transformers (CPU or one GPU).
+
+A model whose tokenizer has a chat template gets its messages through it (with the generation prompt). A base model
+without one gets the official CGD code's plain-completion fallback (CapitalOne-Research/
+Critique-Guided-Distillation, src/cgd_pipeline.py, `VLLMClient._to_prompt`): the first user message as
+"Question: {q}\n\nAnswer:", system turns dropped, tokenized as plain text (with the tokenizer's BOS, as vLLM's
+`generate` on a string prompt adds it).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,17 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from harness.llm.base import Backend, ChatRequest, ChatResult
+
+
+def completion_prompt(messages: Sequence[dict[str, str]]) -> str:
+    """The official base-model prompt: the first user message as a question to complete."""
+    question = next((m.get("content", "") for m in messages if m.get("role") == "user"), "")
+    return f"Question: {question}\n\nAnswer:"
+
+
+def has_chat_template(tokenizer: Any) -> bool:
+    """As the official `has_chat_template`: the tokenizer defines one."""
+    return getattr(tokenizer, "chat_template", None) is not None
 
 
 class HFBackend(Backend):
@@ -38,8 +56,12 @@ class HFBackend(Backend):
         self._load()
         first = batch[0]
         convs = [r.message_dicts() for r in batch]
-        enc = self._tok.apply_chat_template(convs, add_generation_prompt=True, return_dict=True,
-                                            return_tensors="pt", padding=True).to(self._model.device)
+        if has_chat_template(self._tok):
+            enc = self._tok.apply_chat_template(convs, add_generation_prompt=True, return_dict=True,
+                                                return_tensors="pt", padding=True).to(self._model.device)
+        else:  # a base model: the official plain-completion prompt
+            enc = self._tok([completion_prompt(c) for c in convs], return_tensors="pt", padding=True,
+                            return_token_type_ids=False).to(self._model.device)
         sample = first.temperature > 0
         kwargs: dict[str, Any] = {"max_new_tokens": first.max_tokens, "do_sample": sample,
                                   "num_return_sequences": first.n, "pad_token_id": self._tok.pad_token_id}

@@ -119,6 +119,14 @@ class TinyStudentSpec(Strict):
     """Decoder layers."""
 
 
+def _check_parser(path: str, name: str) -> None:
+    """A parser name the registry (harness/parsers/) holds, else the problem at `path`."""
+    from harness.parsers import PARSERS
+
+    if name not in PARSERS:
+        raise CrossCheckError([(path, f"unknown parser '{name}'; available: {', '.join(PARSERS.names())}")])
+
+
 class StudentSpec(ConnectionSpec):
     model: str
     """`tiny` (built locally), a local model folder, or a model name the back-end knows."""
@@ -134,6 +142,16 @@ class StudentSpec(ConnectionSpec):
     """Failed (or unsent) records a probe stage may end with and still count as done: below 1 a share of the
     stage's records (0.01 = 1%), 1 or more a count. Above it the stage is partial: exit 1, nothing downstream
     runs, and the next `cgd run` sends only the failed and missing requests."""
+    parser: str = "none"
+    """Output parser for the student's drafts (harness/parsers/, one module per model family): `none` (the text as
+    generated), `s1` (S1.1: what follows the `answer\\s+Answer` marker), `harmony` (gpt-oss: the final channel),
+    `think` (drops `<think>...</think>` blocks). The raw text is kept as `draft_raw` when the parser changed it;
+    a parser other than `none` is part of the probe's fingerprint."""
+
+    @model_validator(mode="after")
+    def _known_parser(self) -> StudentSpec:
+        _check_parser("student.parser", self.parser)
+        return self
 
 
 class TeacherSpec(ConnectionSpec):
@@ -159,11 +177,27 @@ class TeacherSpec(ConnectionSpec):
     """Requests per submitted batch (providers cap a batch's size)."""
     max_malformed_retries: int = Field(default=2, ge=0)
     """Re-asks of a teacher answer that is unusable (no verdict line, empty, cut off at max_tokens) before the
-    record is marked failed with the reason."""
+    record is marked failed with the reason (only with `reask: true`)."""
+    reask: bool = True
+    """Re-ask unusable teacher answers (up to `max_malformed_retries` times, sampled at temperature >= 0.7) and
+    drop the record when they stay unusable. `false` keeps every output as generated, as the official CGD code
+    does (src/cgd_pipeline.py): a critique without a verdict line gets verdict None (counted `no_verdict` in the
+    stage info), a cut-off or empty answer is kept (counted `cut_off`, `empty`). Off in the paper recipes; part
+    of the teacher stages' fingerprint when off."""
+    parser: str = "none"
+    """Output parser for the teacher's critiques, refinements and answers (harness/parsers/): `none`, `s1`,
+    `harmony`, `think`; see `student.parser`. The raw text is kept as `critique_raw`, `refined_raw`,
+    `teacher_answer_raw` when the parser changed it; the verdict and the grade are read from the parsed text. A
+    parser other than `none` is part of the teacher stages' fingerprint."""
     max_failed: float = Field(default=0, ge=0)
     """Failed (or unsent) records a teacher stage may end with and still count as done: below 1 a share of the
     stage's records (0.01 = 1%), 1 or more a count. Above it the stage is partial: exit 1, nothing downstream
     runs, and the next `cgd run` sends only the failed and missing requests."""
+
+    @model_validator(mode="after")
+    def _known_parser(self) -> TeacherSpec:
+        _check_parser("teacher.parser", self.parser)
+        return self
 
 
 class CritiqueMixSpec(Strict):
@@ -275,9 +309,12 @@ class CheckpointSelectionSpec(Strict):
     every_steps: int | None = Field(default=None, ge=1)
     """Save (and later score) a checkpoint every N optimizer steps; default: 4 per run. All are kept until
     scored; their optimizer states are deleted once the stage is done."""
-    metric: Literal["accuracy"] = "accuracy"
-    """Score of a checkpoint: the share of held-out prompts whose greedy answer (the student's chat template,
-    the plain prompt) matches the reference answer (harness.grading). Ties go to the later checkpoint."""
+    metric: Literal["auto", "accuracy", "loss"] = "auto"
+    """Score of a checkpoint. accuracy: the share of held-out prompts whose greedy answer (the student's chat
+    template, the plain prompt) matches the reference answer (math-like answers only; `cgd validate` refuses it on
+    free-text answers); loss: the mean token loss of the held-out rows' own training targets (any data); auto:
+    accuracy when the held-out references are gradable, else loss. An accuracy tie on every checkpoint is broken
+    by the loss (the stage info says so)."""
     max_tokens: int = Field(default=512, ge=1)
     """Generation cap per held-out prompt."""
     batch_size: int = Field(default=16, ge=1)
@@ -316,6 +353,18 @@ class TrainSpec(Strict):
     """PyTorch FSDP2 instead of DeepSpeed (`fsdp: {}` takes the defaults). GPU only."""
     select_checkpoint: CheckpointSelectionSpec | None = None
     """Score checkpoints on held-out prompts and keep the best (off: keep the final model)."""
+    format: Literal["chat", "llamafactory_alpaca"] = "chat"
+    """How the exported rows are laid out (harness/formats/): `chat`, the variant's messages as built (the
+    instruction in the system turn); `llamafactory_alpaca`, LLaMA-Factory's Alpaca conversion as the paper trained
+    (instruction + "\\n" + input in one user turn, the template's default system prompt in the system turn; needs
+    chat_template)."""
+    chat_template: Literal["qwen", "llama3"] | None = None
+    """The chat template rows are trained with: LLaMA-Factory's `qwen` or `llama3` (its end-of-turn token becomes
+    the tokenizer's EOS, as LLaMA-Factory does); default: the student tokenizer's own."""
+    overlong: Literal["drop", "truncate"] = "drop"
+    """Rows longer than sequence_len tokens: `drop` them (Axolotl's default) or `truncate` them to sequence_len
+    (Axolotl keeps the first sequence_len tokens; LLaMA-Factory's cutoff_len also truncates, splitting the budget
+    between prompt and target). The export counts them either way (info `overlong`, shown in the report)."""
     axolotl: dict[str, Any] = Field(default_factory=dict)
     """Any other Axolotl key, passed through untouched (it wins over rendered values)."""
 
@@ -323,6 +372,13 @@ class TrainSpec(Strict):
     def _legacy_num_processes(self) -> TrainSpec:
         if self.num_processes is not None and "num_processes" not in self.launcher.model_fields_set:
             self.launcher.num_processes = self.num_processes
+        return self
+
+    @model_validator(mode="after")
+    def _format_needs_template(self) -> TrainSpec:
+        if self.format == "llamafactory_alpaca" and self.chat_template is None:
+            raise ValueError("train.format llamafactory_alpaca needs train.chat_template (qwen or llama3): the "
+                             "system turn is that template's default system prompt")
         return self
 
     @property
@@ -349,6 +405,17 @@ class EvalSpec(Strict):
     """Endpoint of the running server for `backend: served`."""
     loglikelihood: Literal["auto", "completions", "vllm", "hf"] | None = None
     """Where multiple-choice (log-likelihood) tasks run when generation is served; auto picks what is available."""
+    grader: Literal["math_verify", "paper"] = "math_verify"
+    """How the math tasks decide that an answer equals the gold (harness.graders): `math_verify` (math-verify's
+    equivalence), or `paper`, the CGD paper's official `math_equal` (rounding to one decimal, relative tolerance
+    1e-4, percent forms x100 and /100, sympy equality; data/grader_disagreements.jsonl lists where they differ).
+    Part of those suites' hash; the report names each column's grader."""
+    template: Literal["llama3-math-cot", "qwen25-math-cot"] | None = None
+    """The maths suites' prompt (math, math_passk): null sends each question through the student's chat template
+    with the suite's system instruction; a name sends the CGD paper's hand-written prompt instead, with its nine
+    stop words (eval/evaluate_math/utils.py PROMPT_TEMPLATES and math_eval.py; eval_suites/chat_templates/
+    official_prompts.yaml). `llama3-math-cot` has one "\\n" after each header and no date block. Part of those
+    suites' hash only when set."""
 
 
 PRICE_KEYS = frozenset({"input", "output", "cached_input", "cache_write", "batch_discount"})

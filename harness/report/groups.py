@@ -2,7 +2,9 @@
 
 The paper's LLaMA and S1.1 tables put MATH500, Minerva, GSM8K, OlympiadBench and AMC23 in a first group with its
 average ("AvgG1") and TheoremQA, GPQA and MMLU-Pro in a second ("AvgG2"); the Qwen table adds AIME24 to the maths
-group. Out-of-domain benchmarks (IFEval, MUSR, TruthfulQA, BBH, HumanEval) are a third group. Any other benchmark
+group. The paper's GPQA is the generative 5-shot chain of thought (suite gpqa_cot, `gpqa_diamond_cot`, "GPQA (CoT)");
+lm-eval's log-likelihood 5-shot task (suite general, `gpqa_diamond`, "GPQA") is another protocol with its own
+column. Out-of-domain benchmarks (IFEval, MUSR, TruthfulQA, BBH, HumanEval) are a third group. Any other benchmark
 (the tiny world's, a custom task) falls in "other". A group shows an average column when the table holds at least
 two of its benchmarks; the average is over the benchmarks the table holds.
 """
@@ -21,7 +23,7 @@ class GroupSpec:
 
 GROUPS: tuple[GroupSpec, ...] = (
     GroupSpec("math", "Math", ("math500", "minerva_math", "gsm8k", "olympiadbench", "amc23", "aime24", "aime25")),
-    GroupSpec("general", "General", ("theoremqa", "gpqa_diamond", "mmlu_pro")),
+    GroupSpec("general", "General", ("theoremqa", "gpqa_diamond_cot", "gpqa_diamond", "mmlu_pro")),
     GroupSpec("ood", "Out-of-domain", ("ifeval", "musr", "truthfulqa", "bbh", "humaneval", "humaneval_plus", "mbpp",
                                        "mbpp_plus")),
 )
@@ -32,7 +34,8 @@ OVERALL = GroupSpec("overall", "Overall", ())
 
 DISPLAY = {
     "math500": "MATH500", "minerva_math": "Minerva", "gsm8k": "GSM8K", "olympiadbench": "OlympB", "amc23": "AMC23",
-    "aime24": "AIME24", "aime25": "AIME25", "theoremqa": "TheoremQA", "gpqa_diamond": "GPQA", "mmlu_pro": "MMLU-Pro",
+    "aime24": "AIME24", "aime25": "AIME25", "theoremqa": "TheoremQA", "gpqa_diamond": "GPQA",
+    "gpqa_diamond_cot": "GPQA (CoT)", "mmlu_pro": "MMLU-Pro",
     "ifeval": "IFEval", "musr": "MUSR", "truthfulqa": "TruthfulQA", "bbh": "BBH", "humaneval": "HumanEval",
     "humaneval_plus": "HumanEval+", "mbpp": "MBPP", "mbpp_plus": "MBPP+",
 }

@@ -81,6 +81,13 @@ def loss_chart(table: ComparisonTable) -> str:
                           y_label="loss")
 
 
+def selection_chart(table: ComparisonTable) -> str:
+    if not table.selection:
+        return ""
+    return svg.line_chart([(c.label, c.points) for c in table.selection], title="Checkpoint selection (held-out)",
+                          x_label="step", y_label="score")
+
+
 def to_html(table: ComparisonTable) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -110,7 +117,8 @@ def to_html(table: ComparisonTable) -> str:
                                               for c in cols]} for r in section_rows]})
     charts = [{"id": cid, "svg": chart} for cid, chart in (("delta-chart", delta_chart(table)),
                                                             ("heatmap", ablation_heatmap(table)),
-                                                            ("loss-chart", loss_chart(table))) if chart]
+                                                            ("loss-chart", loss_chart(table)),
+                                                            ("selection-chart", selection_chart(table))) if chart]
     pairs = [{"a": p.a, "b": p.b, "column": p.column, "diff": fmt_delta(p.diff), "cls": _delta_class(p.diff),
               "interval": f"[{fmt_delta(p.low)}, {fmt_delta(p.high)}]", "n": p.n} for p in table.pairs]
     sources = ", ".join(dict.fromkeys(s for r in table.rows for s in r.source.split(", ") if s)) or "-"

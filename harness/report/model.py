@@ -102,6 +102,7 @@ class ComparisonTable:
     notes: list[str] = field(default_factory=list)
     pairs: list[PairedDiff] = field(default_factory=list)
     curves: list[LossCurve] = field(default_factory=list)
+    selection: list[LossCurve] = field(default_factory=list)  # held-out score by checkpoint step, per train stage
     bootstrap: dict[str, Any] = field(default_factory=dict)  # resamples, seed, confidence
     versus: list[str] = field(default_factory=list)  # extra delta sections: non-baseline rows against a variant
 

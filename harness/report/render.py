@@ -208,6 +208,7 @@ def table_dict(table: ComparisonTable) -> dict[str, Any]:
                             for c, cell in r.cells.items()}} for r in table.rows],
         "paired_bootstrap": {**table.bootstrap, "pairs": [vars(p) for p in table.pairs]},
         "loss_curves": [{"label": c.label, "path": c.path, "points": c.points} for c in table.curves],
+        "checkpoint_selection": [{"label": c.label, "path": c.path, "points": c.points} for c in table.selection],
         "notes": table.notes,
     }
 

@@ -9,6 +9,7 @@ matrix's pivot is on exactly the keys it varied.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,27 +121,47 @@ def parse_train_log(path: Path) -> list[tuple[float, float]]:
     return points
 
 
-def loss_curves(runs: list[RunData], table: ComparisonTable) -> list[LossCurve]:
-    """One curve per train stage of the table's runs (a stage shared by several runs is drawn once)."""
-    curves, seen = [], set()
+def _train_stages(runs: list[RunData], table: ComparisonTable) -> Iterator[tuple[Path, str]]:
+    """(stage folder, curve label) for each train stage of the runs, once (a stage shared by runs is drawn once)."""
+    seen = set()
     for run in runs:
         for name, stage in (run.info.get("stages") or {}).items():
             if not name.startswith("train:") or stage.get("path") in seen:
                 continue
             seen.add(stage.get("path"))
-            folder = Path(stage["path"])
-            logs = [folder / "train.log", *sorted(folder.glob("train.node*.log"))]
-            log = next((p for p in logs if p.is_file()), None)
-            if log is None:
-                continue
-            points = parse_train_log(log)
-            if not points:
-                continue
             _, variant, seed = (name.split(":") + ["", ""])[:3]
             row = next((r for r in table.rows if r.kind == "run" and r.variant == variant
                         and (not r.settings or r.settings == run.settings)), None)
-            label = f"{row.title if row else variant} (seed {seed})"
+            yield Path(stage["path"]), f"{row.title if row else variant} (seed {seed})"
+
+
+def loss_curves(runs: list[RunData], table: ComparisonTable) -> list[LossCurve]:
+    """One training-loss curve per train stage of the table's runs."""
+    curves = []
+    for folder, label in _train_stages(runs, table):
+        logs = [folder / "train.log", *sorted(folder.glob("train.node*.log"))]
+        log = next((p for p in logs if p.is_file()), None)
+        points = parse_train_log(log) if log is not None else []
+        if points:
             curves.append(LossCurve(label, str(log), points))
+    return curves
+
+
+def selection_curves(runs: list[RunData], table: ComparisonTable) -> list[LossCurve]:
+    """One curve per train stage that selected a checkpoint: the held-out score of each checkpoint by step."""
+    curves = []
+    for folder, label in _train_stages(runs, table):
+        done = folder / "done.json"
+        try:
+            selection = json.loads(done.read_text())["info"].get("checkpoint_selection")
+        except (OSError, ValueError, KeyError):
+            continue
+        if not selection or not selection.get("scores"):
+            continue
+        metric = selection["metric"]
+        points = [(float(s["step"]), float(s[metric])) for s in selection["scores"] if metric in s]
+        tie = f", tie broken by {selection['tie_break']}" if selection.get("tie_break") else ""
+        curves.append(LossCurve(f"{label}: {metric}, kept {selection['selected']}{tie}", str(done), points))
     return curves
 
 

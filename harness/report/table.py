@@ -36,7 +36,7 @@ from harness.report.model import (  # noqa: F401  (re-exported: the table's publ
     variant_rank,
 )
 from harness.report.reference import load_reference
-from harness.report.runs import loss_curves
+from harness.report.runs import loss_curves, selection_curves
 
 
 def headline_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -120,7 +120,7 @@ def build_table(data: list[dict[str, Any]] | list[RunData], title: str, *, refer
             r.key = f"{r.key}@{r.source}"
 
     ref_rows: list[Row] = []
-    notes: list[str] = left_out_notes(runs) + spend_notes(runs)
+    notes: list[str] = left_out_notes(runs) + spend_notes(runs) + grader_notes(runs)
     for name in references or []:
         ref_rows += load_reference(name)
     benchmarks = list(dict.fromkeys([c for r in rows for c in r.cells]
@@ -137,6 +137,9 @@ def build_table(data: list[dict[str, Any]] | list[RunData], title: str, *, refer
 
 
         table.curves = loss_curves(runs, table)
+        table.selection = selection_curves(runs, table)
+        table.notes += [f"checkpoint selection, {c.label}: " + ", ".join(f"step {x:g} {y:.3f}" for x, y in c.points)
+                        for c in table.selection]
     if bootstrap > 0:
 
 
@@ -156,12 +159,29 @@ def left_out_notes(runs: list[RunData]) -> list[str]:
         parts = []
         for variant, size in (run.info.get("dataset_sizes") or {}).items():
             why = ", ".join(f"{n} {reason}" for reason, n in (size.get("left_out") or {}).items())
+            if (long := size.get("overlong") or {}).get("rows"):  # over train.sequence_len (train.overlong)
+                why += f"{', ' if why else ''}{long['rows']} over {long['sequence_len']} tokens, {long['action']}"
+                if long["action"] == "truncated" and long.get("prompt_over"):
+                    why += f" ({long['prompt_over']} with no target token left)"
             if why or (prompts and size.get("examples", prompts) < prompts):
                 parts.append(f"{variant} {size.get('examples')}" + (f" ({why})" if why else ""))
         if parts:
             of = f" of {prompts} prompts" if prompts else ""
             notes.append(f"training examples{of} in {run.name}: " + "; ".join(parts))
     return notes
+
+
+def grader_notes(runs: list[RunData]) -> list[str]:
+    """Which answer grader (eval.grader) scored each benchmark column, for rows that record one."""
+    by_grader: dict[str, list[str]] = defaultdict(list)
+    for run in runs:
+        for r in headline_rows(run.rows):
+            name = display_name(r["benchmark"])
+            if r.get("grader") and name not in by_grader[r["grader"]]:
+                by_grader[r["grader"]].append(name)
+    if not by_grader:
+        return []
+    return ["graded by: " + "; ".join(f"{g} ({', '.join(b)})" for g, b in sorted(by_grader.items()))]
 
 
 def spend_notes(runs: list[RunData]) -> list[str]:

@@ -11,6 +11,11 @@ Failures never vanish: a request that fails after its retries, or whose answer s
 not allow comes out as `status: unsent`. Failed records are not journaled, so a re-run tries them again; a stage
 left with more failed or unsent records than `max_failed` allows is partial (`raise_if_partial`), never done.
 
+Re-asks are the harness's own filter, not the paper's: with `teacher.reask: false` (the paper recipes) a teacher
+job has `max_malformed_retries=0` and `allow_empty`, and its parsers keep verdict-less, cut-off and empty outputs
+as generated, flagged on the record and counted by `kept_as_generated`, as the official code does (it has no
+retry at all: CapitalOne-Research/Critique-Guided-Distillation, src/cgd_pipeline.py, `VLLMClient.generate`).
+
 Budget: the spend of this stage (kept in `spend.jsonl`, across restarts) plus the worst case of every request in
 flight never passes `budget_usd`; the stage keeps sending while real costs leave room.
 
@@ -506,6 +511,13 @@ async def _run(ctx: StageContext, records: list[Record], job: GenerationJob, lab
         ctx.log(f"[yellow]{len(failed)} failed[/yellow] ({reasons})"
                 "; their reasons are in the records and in the stage info")
     return out, stats
+
+
+def kept_as_generated(records: list[Record], field: str) -> dict[str, int]:
+    """Counts for the stage info of what `reask: false` kept: cut off at max_tokens, and empty."""
+    ok = [r for r in records if r.get("status") == "ok"]
+    return {"cut_off": sum(1 for r in ok if r.get(f"{field}_cut_off")),
+            "empty": sum(1 for r in ok if not str(r.get(field) or "").strip())}
 
 
 def raise_if_partial(stage: str, stats: dict[str, Any], max_failed: float, budget_key: str = "budget_usd") -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.llm import Backend, ChatRequest, canonical, find_provider, make_backend, names_with
+from harness.parsers import DEFAULT as DEFAULT_PARSER
 from harness.pricing import Price, price_for
 from harness.stages.base import StageContext
 from harness.stages.generation import GenerationJob, Parser, read_spend
@@ -15,13 +16,37 @@ from harness.stages.generation import GenerationJob, Parser, read_spend
 
 def teacher_params(recipe: Any) -> dict[str, Any]:
     """The teacher fields that change what comes back (part of every teacher stage's fingerprint). Speed and
-    money settings (concurrency, rate limits, retries, batch, budget) are not: they never change an answer."""
+    money settings (concurrency, rate limits, retries, batch, budget) are not: they never change an answer.
+
+    `reask` and `parser` change what a stage keeps, so they are in it too, but only when they differ from their
+    defaults (reask on, parser none): recipes that leave them alone keep the fingerprints they had before the
+    keys existed."""
     t = recipe.teacher
     provider = canonical(t.provider)
     info = find_provider(provider)
     # base_url says which model answers only where the user serves or loads it (not a paid API's proxy)
-    return {"provider": provider, "model": t.model, "generation": t.generation.model_dump(),
-            "base_url": t.base_url if info is not None and info.self_hosted else None}
+    params = {"provider": provider, "model": t.model, "generation": t.generation.model_dump(),
+              "base_url": t.base_url if info is not None and info.self_hosted else None}
+    if not t.reask:
+        params["reask"] = False
+    if t.parser != DEFAULT_PARSER:
+        params["parser"] = t.parser
+    return params
+
+
+def _fingerprinted(ctx: StageContext) -> dict[str, Any]:
+    """The stage's teacher params (a caller that built its own context without them: the recipe's)."""
+    return ctx.params.get("teacher") or teacher_params(ctx.recipe)
+
+
+def teacher_parser(ctx: StageContext) -> str:
+    """The teacher's output parser, as fingerprinted (absent: none)."""
+    return _fingerprinted(ctx).get("parser", DEFAULT_PARSER)
+
+
+def teacher_reask(ctx: StageContext) -> bool:
+    """Whether unusable answers are re-asked (the default), as fingerprinted (absent: on)."""
+    return _fingerprinted(ctx).get("reask", True)
 
 
 def request_params(generation: dict[str, Any]) -> dict[str, Any]:
@@ -41,7 +66,10 @@ def teacher_job(ctx: StageContext, build: Any, parse: Parser) -> GenerationJob:
     price: Price = price_for(provider, t.model, t.price)
     budget, key = stage_budget(t.budget_usd, recipe.budget_usd, ctx.runtime.get("budget_peers", ()))
     return GenerationJob(backend=backend, backend_name=provider, price=price, build=build, parse=parse,
-                         budget_usd=budget, budget_key=key, max_malformed_retries=t.max_malformed_retries,
+                         budget_usd=budget, budget_key=key,
+                         # reask off (the official code): nothing is re-asked, an empty answer is kept as generated
+                         max_malformed_retries=t.max_malformed_retries if teacher_reask(ctx) else 0,
+                         allow_empty=not teacher_reask(ctx),
                          batch=t.batch, batch_poll_s=t.batch_poll_s, batch_max_requests=t.batch_max_requests,
                          max_failed=t.max_failed)
 

@@ -10,7 +10,6 @@ set, and the model is recorded as a plain Hugging Face folder with the hash of t
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -34,7 +33,6 @@ READS: tuple[str, ...] = ()  # trains on its export stage's dataset file, not on
 WRITES: tuple[str, ...] = ()
 HOLDOUT_SALT = "cgd-holdout"
 DONE_MARKER = "trained.json"
-SCORES_FILE = "checkpoint_scores.jsonl"
 RUNTIME_LAUNCH_KEYS = ("machine_rank", "main_process_ip", "main_process_port")
 # What a checkpoint holds only to resume training; removed once the stage is done (the weights stay).
 TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "rng_state*.pth", "global_step*", "zero_to_fp32.py", "latest")
@@ -49,9 +47,14 @@ TOKENIZER_FILES = ("tokenizer", "special_tokens_map", "chat_template", "vocab", 
 def stage_params(recipe: Any, seed: int) -> dict[str, Any]:
     """What a trained model depends on: the train block (without where the processes meet), the seed, and the
     content of the DeepSpeed config it names."""
+    from harness.formats import DEFAULTS as FORMAT_DEFAULTS
+
     train = recipe.train.model_dump(mode="json")
     for key in RUNTIME_LAUNCH_KEYS:
         train["launcher"].pop(key, None)
+    for key, default in FORMAT_DEFAULTS.items():  # train.format/chat_template/overlong count only when set
+        if train.get(key) == default:
+            train.pop(key, None)
     params: dict[str, Any] = {"train": train, "seed": seed}
     if recipe.train.deepspeed:
         from harness.axolotl.config import ConfigError, resolve_deepspeed
@@ -263,9 +266,12 @@ def run(ctx: StageContext, inputs: dict[str, StageInput]) -> StageOutput:
     if train.method == "lora":
         model_dir = merge_lora(ctx, config_path, out_dir, ctx.path / "merged")
     if train.select_checkpoint is not None:
-        held = [r for r in inputs["data"].records if str(r["id"]) in set(facts["holdout_ids"])]
+        held_ids = set(facts["holdout_ids"])
+        held = [r for r in inputs["data"].records if str(r["id"]) in held_ids]
+        export = next(i for name, i in inputs.items() if name.startswith("export"))
+        held_rows = [r for r in read_jsonl(Path(export.info["dataset"])) if str(r.get("id")) in held_ids]
         selection = select_checkpoint(ctx, config_path, config_hash, out_dir, final_model=model_dir, holdout=held,
-                                      final_step=info.get("steps"))
+                                      holdout_rows=held_rows, final_step=info.get("steps"))
         model_dir = Path(selection["model_path"])
         info["checkpoint_selection"] = selection
     prune_training_state(out_dir)
@@ -332,77 +338,26 @@ def _checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def score_model(model_path: Path, holdout: list[dict[str, Any]], *, style: str, max_tokens: int,
-                batch_size: int) -> dict[str, Any]:
-    """Greedy answers of the model (its chat template, the plain prompt) to the held-out prompts, graded against
-    their reference answers."""
-    from harness.grading import grade
-    from harness.llm.base import ChatRequest
-    from harness.llm.hf import HFBackend
-    from harness.prompts import load_style
-
-    prompts = load_style(style)
-    requests = [ChatRequest.build(prompts.train_messages("plain", prompt=r["prompt"]), temperature=0.0,
-                                  max_tokens=max_tokens) for r in holdout]
-    backend = HFBackend(str(model_path), batch_size=batch_size)
-
-    async def generate() -> list[str]:
-        texts = [""] * len(requests)
-        try:
-            async for i, result in backend.stream(requests):
-                if isinstance(result, Exception):
-                    raise result
-                texts[i] = result.texts[0] if result.texts else ""
-        finally:
-            await backend.aclose()
-        return texts
-
-    texts = asyncio.run(generate())
-    correct = sum(bool(grade(text, str(r["reference"]))) for text, r in zip(texts, holdout, strict=True))
-    with contextlib.suppress(ImportError, RuntimeError):
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    return {"accuracy": correct / len(holdout) if holdout else 0.0, "correct": correct, "n": len(holdout)}
-
-
 def select_checkpoint(ctx: StageContext, config_path: Path, config_hash: str, out_dir: Path, *, final_model: Path,
-                      holdout: list[dict[str, Any]], final_step: int | None) -> dict[str, Any]:
+                      holdout: list[dict[str, Any]], holdout_rows: list[dict[str, Any]],
+                      final_step: int | None) -> dict[str, Any]:
     """Score every checkpoint (and the final model when no checkpoint is at the last step) on the held-out
-    prompts; keep the best (ties: the later one). Scores are journaled, so a re-run only scores what is new."""
-    spec = ctx.recipe.train.select_checkpoint
+    prompts (harness/stages/selection.py) and keep the best."""
+    from harness.stages.selection import pick
+
     candidates: list[tuple[int, str, Path]] = [(step, path.name, path) for step, path in _checkpoints(out_dir)]
     last = max((step for step, _, _ in candidates), default=-1)
     if final_step is None or final_step > last or not candidates:
         candidates.append((final_step or last + 1, "final", final_model))
-    journal = ctx.path / SCORES_FILE
-    done = {row["checkpoint"]: row for row in (read_jsonl(journal) if journal.is_file() else [])
-            if row.get("config_hash") == config_hash}
-    scores = []
-    for step, name, path in candidates:
-        if name not in done:
-            ctx.log(f"scoring {name} on {len(holdout)} held-out prompts")
-            row = {"checkpoint": name, "step": step, "path": str(path), "config_hash": config_hash,
-                   **score_model(path, holdout, style=ctx.recipe.critique.style, max_tokens=spec.max_tokens,
-                                 batch_size=spec.batch_size)}
-            with journal.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(row) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            done[name] = row
-        scores.append({k: v for k, v in done[name].items() if k != "config_hash"})
-    best = max(scores, key=lambda row: (row[spec.metric], row["step"]))
-    ctx.log("checkpoint scores: " + ", ".join(f"{s['checkpoint']} {s[spec.metric]:.3f}" for s in scores)
-            + f"; keeping {best['checkpoint']}")
+    chosen = pick(ctx, config_hash, candidates, holdout, holdout_rows)
+    best = chosen.pop("best")
     if best["checkpoint"] == "final" or best["step"] == final_step:
         model = final_model
     elif ctx.recipe.train.method == "lora":
         model = merge_lora(ctx, config_path, Path(best["path"]), ctx.path / f"merged-{best['checkpoint']}")
     else:
         model = copy_model_files(Path(best["path"]), ctx.path / "selected", fallback=out_dir)
-    return {"metric": spec.metric, "holdout": len(holdout), "scores": scores, "selected": best["checkpoint"],
-            "selected_step": best["step"], "model_path": str(model)}
+    return {**chosen, "model_path": str(model)}
 
 
 def _is_training_state(path: Path) -> bool:

@@ -41,8 +41,9 @@ def _teacher_stage(recipe: Any) -> dict[str, Any]:
 
 
 def _probe(recipe: Any) -> dict[str, Any]:
-    s = recipe.student
-    return {"backend": s.backend, "generation": s.generation.model_dump()}
+    from harness.stages.student_gen import probe_params
+
+    return probe_params(recipe)
 
 
 _WORK: dict[str, WorkStage] = {}
