@@ -16,7 +16,7 @@ from harness.report.reference import available_references, load_reference
 
 # The CGD README's LLaMA-3.1-8B-Instruct table (teacher LLaMA-3.3-70B-Instruct), as published, without CFT* (a model
 # trained on TIGER-Lab's data, not a variant this harness trains; it is in the paper-llama reference).
-COLUMNS = ["math500", "minerva_math", "gsm8k", "olympiadbench", "amc23", "theoremqa", "gpqa_diamond", "mmlu_pro"]
+COLUMNS = ["math500", "minerva_math", "gsm8k", "olympiadbench", "amc23", "theoremqa", "gpqa_diamond_cot", "mmlu_pro"]
 PAPER_LLAMA = {
     "base": [50.6, 33.5, 85.3, 14.5, 22.5, 27.6, 30.8, 31.2],
     "sft": [41.2, 24.6, 80.7, 10.8, 20.0, 22.1, 33.3, 39.3],
@@ -32,9 +32,9 @@ EXPECTED = """\
 # llama-3.1-8b-llama-3.3-70b
 
 Scores x100, mean over seeds (± standard deviation over seeds when there are several). **Bold**: best in its column.
-Math avg: MATH500, Minerva, GSM8K, OlympB, AMC23. General avg: TheoremQA, GPQA, MMLU-Pro.
+Math avg: MATH500, Minerva, GSM8K, OlympB, AMC23. General avg: TheoremQA, GPQA (CoT), MMLU-Pro.
 
-| variant | MATH500 | Minerva | GSM8K | OlympB | AMC23 | Math avg | TheoremQA | GPQA | MMLU-Pro | General avg |
+| variant | MATH500 | Minerva | GSM8K | OlympB | AMC23 | Math avg | TheoremQA | GPQA (CoT) | MMLU-Pro | General avg |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 | base | 50.6 | 33.5 | 85.3 | 14.5 | 22.5 | 41.3 | 27.6 | 30.8 | 31.2 | 29.9 |
 | sft | 41.2 | 24.6 | 80.7 | 10.8 | 20.0 | 35.5 | 22.1 | 33.3 | 39.3 | 31.6 |
@@ -44,7 +44,7 @@ Math avg: MATH500, Minerva, GSM8K, OlympB, AMC23. General avg: TheoremQA, GPQA, 
 
 ## Δ vs base
 
-| variant | MATH500 | Minerva | GSM8K | OlympB | AMC23 | Math avg | TheoremQA | GPQA | MMLU-Pro | General avg |
+| variant | MATH500 | Minerva | GSM8K | OlympB | AMC23 | Math avg | TheoremQA | GPQA (CoT) | MMLU-Pro | General avg |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 | sft | -9.4 | -8.9 | -4.6 | -3.7 | -2.5 | -5.8 | -5.5 | +2.5 | +8.1 | +1.7 |
 | distilled_sft | +2.8 | -0.8 | +0.0 | +5.1 | +5.0 | +2.4 | +1.3 | +1.0 | +3.9 | +2.1 |
@@ -55,14 +55,14 @@ Math avg: MATH500, Minerva, GSM8K, OlympB, AMC23. General avg: TheoremQA, GPQA, 
 
 Against the best of base, sft, distilled_sft, cft in each column.
 
-| variant | MATH500 | Minerva | GSM8K | OlympB | AMC23 | Math avg | TheoremQA | GPQA | MMLU-Pro | General avg |
+| variant | MATH500 | Minerva | GSM8K | OlympB | AMC23 | Math avg | TheoremQA | GPQA (CoT) | MMLU-Pro | General avg |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 | cgd | +0.8 | +0.1 | +0.4 | +4.1 | +10.0 | +3.2 | +5.1 | +1.6 | +1.0 | +4.5 |
 {best_baseline_row}
 
 ## Δ vs cft
 
-| variant | MATH500 | Minerva | GSM8K | OlympB | AMC23 | Math avg | TheoremQA | GPQA | MMLU-Pro | General avg |
+| variant | MATH500 | Minerva | GSM8K | OlympB | AMC23 | Math avg | TheoremQA | GPQA (CoT) | MMLU-Pro | General avg |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 | cgd | +2.4 | +0.9 | +0.9 | +8.0 | +15.0 | +5.4 | +5.8 | +1.6 | +6.1 | +4.5 |
 """.format(best_baseline_row="| *best baseline* | distilled_sft | base | base | distilled_sft | distilled_sft | "
@@ -115,7 +115,7 @@ def test_paper_reference_marks_the_readme_bold_cells_and_flags_its_inconsistent_
     best = {c.id: [r.meta["method"] for r in table.rows if table.is_best(r, c.id)] for c in table.columns}
     assert best["math500"] == ["+CFT* (GPT-4o data)"] and best["gsm8k"] == ["+CFT* (GPT-4o data)"]
     assert best["theoremqa"] == ["+CFT* (GPT-4o data)"] and best["mmlu_pro"] == ["+CFT* (GPT-4o data)"]
-    for col in ("minerva_math", "olympiadbench", "amc23", "avg:math", "gpqa_diamond", "avg:general"):
+    for col in ("minerva_math", "olympiadbench", "amc23", "avg:math", "gpqa_diamond_cot", "avg:general"):
         assert best[col] == ["+CGD"], col
     assert any("published General average is 32.4" in n for n in table.notes)
 
@@ -211,3 +211,14 @@ def test_cli_report_formats_and_errors(tmp_path):
     out = runner.invoke(app, ["report", "--reference", "paper-qwen", "--format", "md"])
     assert out.exit_code == 0
     assert "| *paper-qwen: CGD (Claude Sonnet 3.7)* | 79.4 | 44.1 | 41.2 | **67.5** |" in out.output
+
+
+def test_a_second_gpqa_protocol_is_shown_apart_from_the_paper_average():
+    """With the paper's generative GPQA in the table, lm-eval's log-likelihood GPQA is not averaged into General."""
+    rows = [{"benchmark": b, "metric": "acc", "value": v, "variant": "base", "seed": None, "primary": True}
+            for b, v in (("theoremqa", 0.3), ("gpqa_diamond_cot", 0.3), ("mmlu_pro", 0.3), ("gpqa_diamond", 0.9))]
+    table = build_table(rows, "t", bootstrap=0, curves=False)
+    general = next(g for g in table.groups if g.id == "general")
+    assert [c.id for c in general.benchmarks] == ["theoremqa", "gpqa_diamond_cot", "mmlu_pro"]
+    assert round(table.rows[0].cells["avg:general"].mean, 6) == 30.0
+    assert any(c.id == "gpqa_diamond" for g in table.groups if g.id == "other" for c in g.columns)

@@ -41,6 +41,19 @@ DISPLAY = {
 }
 
 
+# Where a table holds the paper's protocol of a benchmark, another protocol of it is shown apart (in "other"), so
+# the group average is over the paper's benchmarks only (AvgG2 = TheoremQA, GPQA CoT, MMLU-Pro).
+SUPERSEDED_BY = {"gpqa_diamond": "gpqa_diamond_cot"}
+
+
+def group_in(benchmark: str, present: set[str]) -> GroupSpec:
+    """`group_of`, except that a benchmark whose paper protocol is also in the table goes to "other"."""
+    base = benchmark.split("/")[0]
+    if SUPERSEDED_BY.get(base) in {b.split("/")[0] for b in present}:
+        return OTHER
+    return group_of(benchmark)
+
+
 def display_name(benchmark: str) -> str:
     return DISPLAY.get(benchmark, benchmark)
 

@@ -17,7 +17,7 @@ from collections import defaultdict
 from typing import Any
 
 from harness.report.bootstrap import paired_table
-from harness.report.groups import GROUPS, OTHER, OVERALL, average_id, display_name, group_of, order_key
+from harness.report.groups import GROUPS, OTHER, OVERALL, average_id, display_name, group_in, order_key
 from harness.report.model import (  # noqa: F401  (re-exported: the table's public names)
     VARIANT_ORDER,
     Cell,
@@ -59,7 +59,8 @@ def make_groups(benchmarks: list[str], published_groups: set[str] = frozenset())
     ordered = sorted(benchmarks, key=lambda b: (order_key(b), first_seen[b]))
     groups: list[Group] = []
     for spec in (*GROUPS, OTHER, OVERALL):
-        cols = [Column(b, display_name(b), spec.id) for b in ordered if group_of(b).id == spec.id]
+        present = set(benchmarks)
+        cols = [Column(b, display_name(b), spec.id) for b in ordered if group_in(b, present).id == spec.id]
         if len(cols) >= 2 or (spec.id in published_groups and spec.id != OTHER.id):
             cols.append(Column(average_id(spec.id), f"{spec.label} avg" if cols else "Avg", spec.id, True))
         if cols:
