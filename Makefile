@@ -24,8 +24,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# CPU float results follow the thread count and the CPU's vector kernels (AVX-512 or AVX2, Intel or AMD): these
+# make the demo's numbers the same on any x86-64 machine (harness.tiny.student.cpu_numerics_env; the tiny student's
+# build pins them itself). Elsewhere they are ignored.
+DEMO_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MKL_DYNAMIC=FALSE OPENBLAS_NUM_THREADS=1 \
+	ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=AVX2
+
 demo: install  ## the embedded tiny default, end to end (CPU, offline)
-	$(VENV)/bin/cgd run recipes/tiny.yaml
+	env $(DEMO_ENV) $(VENV)/bin/cgd run recipes/tiny.yaml
 
 recipe: install  ## make recipe R=NAME runs recipes/NAME.yaml
 	$(VENV)/bin/cgd run recipes/$(R).yaml

@@ -6,6 +6,7 @@ Exit codes: 0 done, 1 a stage failed (its log tail is shown), 2 bad input. Trace
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -188,6 +189,7 @@ def run(recipe: Path, until: Annotated[str | None, typer.Option(help="Stop after
 
     if until is not None and until not in KINDS:
         _fail(f"--until: unknown stage '{until}'; available: {', '.join(KINDS)}", 2)
+    _pin_cpu_numerics()
     console = _console(as_json)
     recipes = _load(recipe, set_)
     store = RunStore(runs_dir or default_runs_dir())
@@ -208,6 +210,19 @@ def run(recipe: Path, until: Annotated[str | None, typer.Option(help="Stop after
     matrix = write_run_reports(summaries, recipes, store.root, console)
     if as_json:
         print(json.dumps(_json_out(summaries, matrix), indent=2))
+
+
+def _pin_cpu_numerics() -> None:
+    """On a machine without GPUs, in-process drafts and scores use the same CPU kernels and thread counts on any
+    machine of this kind (set before torch loads; values the user set win). A GPU machine is left as it is."""
+    import shutil
+
+    if shutil.which("nvidia-smi") is not None or "torch" in sys.modules:
+        return
+    from harness.tiny.student import cpu_numerics_env
+
+    for name, value in cpu_numerics_env().items():
+        os.environ.setdefault(name, value)
 
 
 def _run_status(summary: dict) -> str:

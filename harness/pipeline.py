@@ -444,9 +444,11 @@ class Pipeline:
             results_path = run_dir / "results.jsonl"
             write_jsonl(results_path, result_rows)
             summary["results"] = str(results_path)
+        from harness.provenance import provenance
+
         atomic_write_json(run_dir / "run.json", relativize_paths(
             {**summary, "recipe_config": recipe_to_dict(graph.recipe), "until": until,
-             "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}, self.store.root))
+             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), "provenance": provenance()}, self.store.root))
         return summary
 
 

@@ -20,11 +20,17 @@ MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "token
                "chat_template.jinja", "chat_template.json", "adapter_config.json", "preprocessor_config.json")
 
 
+TRAINING_STATE_FILES = ("training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json")
+
+
 def model_files(folder: Path) -> list[Path]:
-    """The files that decide what the model computes: weights (with shard indexes), config and tokenizer."""
+    """The files that decide what the model computes: weights (with shard indexes), config and tokenizer. Not
+    training state: intermediate `checkpoint-*` folders and `training_args.bin` (which holds the run's paths)."""
     files = []
     for p in sorted(folder.rglob("*")):
-        if not p.is_file() or any(part.startswith(".") for part in p.relative_to(folder).parts):
+        parts = p.relative_to(folder).parts
+        if not p.is_file() or any(part.startswith(".") or part.startswith("checkpoint-") for part in parts[:-1]) \
+                or parts[-1].startswith(".") or p.name in TRAINING_STATE_FILES:
             continue
         if p.name in MODEL_FILES or p.suffix in WEIGHT_SUFFIXES or p.name.endswith(".index.json") \
                 or (p.parent.name == "additional_chat_templates" and p.suffix == ".jinja"):

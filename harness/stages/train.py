@@ -187,7 +187,12 @@ def _launch_of(ctx: StageContext, overrides: dict[str, Any] | None = None) -> An
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "AXOLOTL_DO_NOT_TRACK": "1", "WANDB_MODE": os.environ.get("WANDB_MODE", "disabled")}
+    env = {**os.environ, "AXOLOTL_DO_NOT_TRACK": "1", "WANDB_MODE": os.environ.get("WANDB_MODE", "disabled")}
+    if _gpu_count() == 0:  # CPU training reproduces on any machine of this kind only with its numerics pinned
+        from harness.tiny.student import cpu_numerics_env
+
+        env.update(cpu_numerics_env())
+    return env
 
 
 def prepare(ctx: StageContext, inputs: dict[str, StageInput], *, gpus: int,

@@ -3,12 +3,27 @@ and a short plain-torch warm-up on worked solutions so its drafts are sometimes 
 
 Digits are split one per token: arithmetic is learnable at this size only when numbers are spelled digit by digit.
 The tokenizer is also trained on the prompt styles' fixed texts, so the long paper prompts take few tokens.
+
+The build is byte-for-byte reproducible on any x86-64 machine: it runs in a child process whose numerics are pinned
+(BUILD_ENV: one thread, ATen's AVX2 kernels even where AVX-512 exists, MKL's vendor-neutral reproducible branch),
+because a float kernel chosen by the CPU changes low-order bits, and 1,200 warm-up steps turn those into a
+different student, hence different demo scores. Measured on an AVX-512 AMD EPYC box: torch's AVX2 vs AVX-512
+kernels and MKL's branch gave different weights; the thread count did not with MKL's default branch (1, 2 and 8
+threads: identical files) but did with its reproducible one (1 vs 2 threads), so the count is fixed too.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
+import platform
 import random
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +37,21 @@ CHAT_TEMPLATE = (
 VOCAB_SIZE = 768
 REFINE_SHARE = 0.25
 """Share of warm-up steps spent on refine requests (see `warm_up`)."""
+BUILD_THREADS = 1
+"""torch threads of the build: fixed, so a reduction is never split by the machine's core count."""
+BUILD_ENV = {
+    "OMP_NUM_THREADS": str(BUILD_THREADS), "MKL_NUM_THREADS": str(BUILD_THREADS), "MKL_DYNAMIC": "FALSE",
+    "OPENBLAS_NUM_THREADS": str(BUILD_THREADS), "TOKENIZERS_PARALLELISM": "false", "PYTHONHASHSEED": "0",
+    "CUDA_VISIBLE_DEVICES": "",
+}
+"""The build process's environment on every machine (on top of the caller's)."""
+X86_BUILD_ENV = {
+    "ATEN_CPU_CAPABILITY": "avx2",  # torch's own vector kernels: the AVX2+FMA ones, on every x86-64 CPU since 2013
+    "MKL_CBWR": "COMPATIBLE",  # MKL's reproducible code branch, the same on Intel and AMD (AVX2/AVX512 are Intel-only)
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+}
+"""Added on x86-64, where the vector kernels would otherwise follow the CPU (AVX-512, AMX, vendor)."""
+_PROTOCOL = "@@cgd-tiny-build "
 
 
 def build_tokenizer(corpus: list[str]) -> Any:
@@ -135,27 +165,109 @@ def warm_up(model: Any, tokenizer: Any, rows: list[dict[str, str]], steps: int, 
     return {"steps": steps, "first_loss": round(losses[0], 4), "final_loss": round(sum(tail) / len(tail), 4)}
 
 
+def cpu_numerics_env(machine: str | None = None) -> dict[str, str]:
+    """Environment variables that make CPU float results the same on any machine of this architecture: fixed
+    thread counts and, on x86-64, the AVX2 / vendor-neutral kernels. Set them before torch runs its first op (for a
+    child process: in its environment) wherever CPU numbers must reproduce (the tiny world's training and scoring)."""
+    env = {k: BUILD_ENV[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MKL_DYNAMIC", "OPENBLAS_NUM_THREADS")}
+    if (machine or platform.machine()).lower() in ("x86_64", "amd64"):
+        env.update(X86_BUILD_ENV)
+    return env
+
+
+def build_env(base: dict[str, str] | None = None, machine: str | None = None) -> dict[str, str]:
+    """The environment the build runs in: `base` (default: this process's) with the numerics pinned."""
+    env = dict(os.environ if base is None else base)
+    env.update(BUILD_ENV)
+    env.update(cpu_numerics_env(machine))
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
 def build_tiny_student(out: Path, *, train_rows: list[dict[str, str]], extra_corpus: list[str], warmup_steps: int,
                        hidden_size: int = 128, num_layers: int = 4, seed: int = 0,
                        num_threads: int | None = None,
                        on_step: Callable[[int, float], None] | None = None) -> dict[str, Any]:
-    """Write a Hugging Face model folder (weights, tokenizer, chat template) to `out`; return warm-up stats."""
+    """Write a Hugging Face model folder (weights, tokenizer, chat template) to `out`; return warm-up stats.
+
+    The same arguments give byte-identical files on any x86-64 machine: the work runs in a child process with
+    BUILD_ENV (`num_threads`, default BUILD_THREADS, is part of that: another count may change the bits). `on_step`
+    gets (step, loss) as the child reports them."""
+    out = Path(out)
+    start = time.monotonic()
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)  # a killed build's leftovers must not end up in the folder
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spec = {"out": str(tmp), "train_rows": train_rows, "extra_corpus": extra_corpus, "warmup_steps": warmup_steps,
+            "hidden_size": hidden_size, "num_layers": num_layers, "seed": seed,
+            "num_threads": num_threads or BUILD_THREADS}
+    env = build_env()
+    stats: dict[str, Any] | None = None
+    with tempfile.TemporaryDirectory(prefix=".tiny-build-", dir=out.parent) as work:
+        spec_path, log_path = Path(work) / "spec.json", Path(work) / "build.log"
+        spec_path.write_text(json.dumps(spec), encoding="utf-8")
+        with log_path.open("w", encoding="utf-8") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "harness.tiny.student", str(spec_path)], env=env,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True)
+            try:
+                for line in proc.stdout or ():
+                    if not line.startswith(_PROTOCOL):
+                        continue
+                    message = json.loads(line[len(_PROTOCOL):])
+                    if "step" in message and on_step:
+                        on_step(message["step"], message["loss"])
+                    elif "stats" in message:
+                        stats = message["stats"]
+                proc.wait()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        if proc.returncode != 0 or stats is None:
+            tail = "\n".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-30:])
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise RuntimeError(f"building the tiny student failed (exit code {proc.returncode}):\n{tail}")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)  # a folder appears whole or not at all
+    return {**stats, "seconds": round(time.monotonic() - start, 1)}
+
+
+def _build(spec: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> None:
+    """The build itself (in the child process that BUILD_ENV pinned): tokenizer, model, warm-up, save."""
     import torch
 
     from harness.tiny.oracle import critique_phrases
 
-    if num_threads:
-        torch.set_num_threads(num_threads)
-    start = time.monotonic()
-    corpus = [f"{r['question']}\n{r['answer']}" for r in train_rows] + extra_corpus + critique_phrases()
+    torch.set_num_threads(int(spec["num_threads"]))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    train_rows = spec["train_rows"]
+    corpus = [f"{r['question']}\n{r['answer']}" for r in train_rows] + spec["extra_corpus"] + critique_phrases()
     tokenizer = build_tokenizer(corpus)
-    model = build_model(tokenizer, hidden_size, num_layers, seed)
-    stats = warm_up(model, tokenizer, train_rows, warmup_steps, seed, on_step=on_step)
+    model = build_model(tokenizer, spec["hidden_size"], spec["num_layers"], spec["seed"])
+    stats = warm_up(model, tokenizer, train_rows, spec["warmup_steps"], spec["seed"],
+                    on_step=lambda step, loss: report({"step": step, "loss": loss}))
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    tmp = out.with_name(out.name + ".partial")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.replace(out)  # a folder appears whole or not at all
-    return {**stats, "params": sum(p.numel() for p in model.parameters()), "vocab": len(tokenizer),
-            "seconds": round(time.monotonic() - start, 1)}
+    out = Path(spec["out"])
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    report({"stats": {**stats, "params": sum(p.numel() for p in model.parameters()), "vocab": len(tokenizer),
+                      "threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}})
+
+
+def _main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    stdout = sys.stdout
+
+    def report(message: dict[str, Any]) -> None:
+        stdout.write(_PROTOCOL + json.dumps(message) + "\n")
+        stdout.flush()
+
+    with contextlib.redirect_stdout(sys.stderr):  # libraries' prints must not mix with the protocol lines
+        _build(spec, report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))
