@@ -90,6 +90,10 @@ COMMON: list[Setting] = [
     Setting("training rows (Alpaca through LLaMA-Factory)", key("train.format"), "llamafactory_alpaca",
             "src/README.md: 03_refined_dataset.json in Alpaca form, trained with LLaMA-Factory"),
     Setting("over-long rows", key("train.overlong"), "truncate", "LLaMA-Factory cutoff_len truncates"),
+    Setting("how an over-long row is cut", lambda r: "first sequence_len tokens (Axolotl)",
+            "prompt and target share cutoff_len (LLaMA-Factory infer_seqlen)", "LLaMA-Factory data/processor",
+            deviation="Axolotl keeps a row's first sequence_len tokens; rows within the limit are token-identical "
+                      "(bench/llamafactory_equivalence.py), truncated ones are not; the export manifest counts them"),
     Setting("grader", key("eval.grader"), "paper", "eval/evaluate_math grader.py math_equal"),
     Setting("checkpoint selection set", lambda r: "held-out training prompts" if r.train.select_checkpoint
             else "last checkpoint", "MATH-500", "eval/scripts/start_validate.sh",
