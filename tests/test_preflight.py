@@ -31,6 +31,15 @@ def _cgd(*args: str, env: dict[str, str | None] | None = None) -> subprocess.Com
     return subprocess.run([*CGD, *args], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120, env=full)
 
 
+def _stopped_before_sending(proc, args, student, teacher, runs) -> None:
+    """The run stops before the probe: no request reached either server, no stage folder was made; plan reports
+    what would stop the run and still exits 0 (a plan is also made away from the machine)."""
+    assert not student.stats.received and not teacher.stats.received, args
+    _nothing_ran(runs)
+    assert proc.returncode == (0 if args[0] == "plan" else 2), (args, proc.stdout[-2000:], proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr
+
+
 def _nothing_ran(runs: Path) -> None:
     stages = runs / "stages"
     assert not stages.exists() or not list(stages.iterdir()), f"stages ran: {list(stages.iterdir())}"
@@ -54,12 +63,7 @@ def test_a_missing_teacher_key_stops_validate_plan_and_run_before_anything_is_se
                  ["plan", str(recipe), "--runs-dir", str(runs)],
                  ["validate", "--preflight", str(recipe), "--runs-dir", str(runs)]):
         proc = _cgd(*args, env=env)
-        # The run stops before the probe: no request reached either server, no stage folder was made.
-        assert not student.stats.received and not teacher.stats.received, args
-        _nothing_ran(runs)
-        # plan reports what would stop the run and still exits 0 (a plan is also made away from the machine)
-        assert proc.returncode == (0 if args[0] == "plan" else 2), (args, proc.stdout[-2000:], proc.stderr[-2000:])
-        assert "Traceback" not in proc.stderr
+        _stopped_before_sending(proc, args, student, teacher, runs)
         assert f"environment variable {KEY_ENV} is {'not set' if unset else 'empty'}" in proc.stderr, proc.stderr
         assert f"export {KEY_ENV}=" in proc.stderr  # says how to fix it
         assert "teacher.api_key_env" in proc.stderr and f"{recipe}:" in proc.stderr  # located in the recipe
@@ -128,11 +132,7 @@ def test_a_launcher_asking_for_more_gpus_than_visible_stops_before_anything_runs
                  ["plan", str(recipe), "--runs-dir", str(runs)],
                  ["validate", "--preflight", str(recipe), "--runs-dir", str(runs)]):
         proc = _cgd(*args, env=env)
-        assert not student.stats.received and not teacher.stats.received, args
-        _nothing_ran(runs)
-        # plan reports what would stop the run and still exits 0 (a plan is also made away from the machine)
-        assert proc.returncode == (0 if args[0] == "plan" else 2), (args, proc.stdout[-2000:], proc.stderr[-2000:])
-        assert "Traceback" not in proc.stderr
+        _stopped_before_sending(proc, args, student, teacher, runs)
         assert "asks for 8 GPUs" in proc.stderr and "train.launcher.num_processes" in proc.stderr, proc.stderr
         assert "train:cgd:0" in proc.stderr
     assert not student.stats.received and not teacher.stats.received

@@ -33,14 +33,7 @@ from harness.stages.base import StageContext
 from harness.stages.generation import Malformed, run_generation
 from harness.stages.teacher import chat, teacher_job, teacher_params
 from harness.store import RunStore
-
-BASE = """\
-name: base
-data: {path: data/tiny/train.jsonl, limit: 10}
-student: {model: tiny}
-teacher: {provider: oracle, model: oracle}
-train: {learning_rate: 1.0e-3, global_batch_size: 16}
-"""
+from tests.test_recipe import BASE
 
 
 class AcmeBackend(Backend, BatchBackend):
