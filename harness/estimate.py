@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from harness.errors import HarnessError
 from harness.llm import canonical
 from harness.pipeline import STUDENT_KINDS, TEACHER_KINDS, Pipeline, PlannedStage
 from harness.pricing import is_priced, price_for
@@ -23,12 +24,24 @@ def _rows_in(pipe: Pipeline, stage: PlannedStage) -> int:
     data = graph.stages["data"]
     if data.dir.is_done():
         return data.dir.manifest().get("records", 0)
-    try:
-        with open(data.runtime["path"], encoding="utf-8") as handle:
-            n = sum(1 for line in handle if line.strip())
-    except FileNotFoundError:  # a plan made before the data is there: data.limit rows, if it says
-        return data.params["limit"] or 0
-    return min(n, data.params["limit"]) if data.params["limit"] else n
+    limit = data.params["limit"]
+    source = data.runtime.get("source", "jsonl")
+    if "rows" in data.runtime:  # an hf dataset's row count, known when the graph was built
+        n = data.runtime["rows"]
+    elif source == "hf":  # streaming, or not in the cache yet
+        return limit or 0
+    else:
+        try:
+            if source == "jsonl":
+                with open(data.runtime["path"], encoding="utf-8") as handle:
+                    n = sum(1 for line in handle if line.strip())
+            else:
+                from harness.data.sources import read_source
+
+                n = sum(1 for _ in read_source(data.runtime).rows)
+        except (FileNotFoundError, HarnessError):  # a plan made before the data is there: data.limit rows, if any
+            return limit or 0
+    return min(n, limit) if limit else n
 
 
 def _teacher_estimate(pipe: Pipeline, stage: PlannedStage, n: int) -> tuple[int, int, float | None]:
@@ -60,6 +73,32 @@ def _teacher_estimate(pipe: Pipeline, stage: PlannedStage, n: int) -> tuple[int,
     return tokens_in, tokens_out, cost
 
 
+def _decontamination(pipe: Pipeline, stage: PlannedStage) -> dict[str, Any] | str:
+    """The decontaminate stage's counts: from its manifest when done, else computed now (reading the prompts the
+    data stage would read and the benchmarks' local copies; seconds); a line saying why not when it cannot be."""
+    from types import SimpleNamespace
+
+    from harness.stages import STAGES
+    from harness.stages.decontaminate import check
+
+    if stage.dir.is_done():
+        return {k: v for k, v in stage.dir.manifest().get("info", {}).items() if k != "seconds"}
+    graph = next(g for g in pipe.graphs if g.recipe is stage.recipe)
+    data = graph.stages["data"]
+    try:
+        if data.dir.is_done():
+            records = data.dir.read_records()
+        elif data.runtime.get("streaming"):
+            return "checked when the data stage has run (a streamed dataset is not read at plan time)"
+        else:
+            ctx = SimpleNamespace(name="data", params=data.params, runtime=data.runtime, log=lambda message: None)
+            records = STAGES["data"].run(ctx, {}).records
+    except Exception as exc:  # noqa: BLE001 - a plan made before the data is there
+        return f"checked when the data stage has run ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    result = check([str(r["prompt"]) for r in records], stage.runtime["suites"], stage.params["ngram"])
+    return {"mode": stage.params["mode"], **result["summary"]}
+
+
 def plan_rows(pipe: Pipeline) -> list[dict[str, Any]]:
     rows = []
     for stage in pipe.unique_stages():
@@ -67,6 +106,8 @@ def plan_rows(pipe: Pipeline) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"stage": stage.name, "recipe": stage.recipe.name, "kind": stage.kind,
                                "status": "cached" if done else "will run", "fingerprint": stage.fingerprint[:16],
                                "requests": 0, "est_tokens": 0, "est_cost_usd": 0.0}
+        if stage.kind == "decontaminate":
+            row["decontamination"] = _decontamination(pipe, stage)
         if stage.kind in (*STUDENT_KINDS, *TEACHER_KINDS):
             n = _rows_in(pipe, stage)
             row["requests"] = 0 if done else n
@@ -88,7 +129,31 @@ def render_plan(console: Console, rows: list[dict[str, Any]]) -> None:
         shown_cost = cost if r["est_cost_usd"] else ("" if r["est_cost_usd"] == 0 else cost)
         table.add_row(r["stage"], r["recipe"], status, str(r["requests"] or ""), tokens, shown_cost)
     console.print(table)
+    for r in rows:
+        if "decontamination" in r:
+            render_decontamination(console, r["recipe"], r["decontamination"])
     total = sum(r["est_cost_usd"] or 0 for r in rows)
     unknown = any(r["est_cost_usd"] is None for r in rows)
     console.print(f"estimated teacher cost: ${total:.2f}{' (+ stages with unknown prices)' if unknown else ''}"
                   f"  [dim](outputs assumed at {int(OUTPUT_SHARE * 100)}% of max_tokens)[/dim]")
+
+
+def render_decontamination(console: Console, recipe: str, found: dict[str, Any] | str) -> None:
+    """One line of counts, then the benchmarks with hits (an example each) and those not checked."""
+    from rich.markup import escape
+
+    from harness.decontam import NOT_CHECKED, summary_line
+
+    if isinstance(found, str):
+        console.print(f"decontamination ({escape(recipe)}): {escape(found)}")
+        return
+    action = " (dropped before any request)" if found.get("mode") == "drop" else " (data.decontaminate: report)"
+    console.print(f"decontamination ({escape(recipe)}): {escape(summary_line(found))}{action}")
+    for name, b in found["benchmarks"].items():
+        if b["hits"]:
+            ex = b["examples"][0]
+            console.print(f"  {escape(name)}: {b['hits']} hits ({b['exact']} exact), e.g. {escape(repr(ex['prompt']))}"
+                          f" ~ {escape(repr(ex['problem']))} ({ex['match']})")
+    unchecked = [name for name, b in found["benchmarks"].items() if b["status"] == NOT_CHECKED]
+    if unchecked:
+        console.print(f"  {NOT_CHECKED}: {escape(', '.join(unchecked))}")

@@ -30,8 +30,8 @@ from harness.store import RunStore, StageDir, atomic_write_json, file_lock, fing
 from harness.variants import get_variant
 from harness.variants.work import style_params, work_for
 
-KINDS = ("data", "student", "probe", "critique", "refine", "answer", "self_critique", "self_refine", "export", "train",
-         "evaluate", "report")
+KINDS = ("data", "decontaminate", "student", "probe", "critique", "refine", "answer", "self_critique", "self_refine",
+         "export", "train", "evaluate", "report")
 TEACHER_KINDS = ("critique", "refine", "answer")
 STUDENT_KINDS = ("probe", "self_critique", "self_refine")  # stages that send to the student's back-end
 # The tiny student warms up on its own split, so its drafts on the training prompts are not memorized answers.
@@ -58,10 +58,11 @@ class PlannedStage:
 class RecipeGraph:
     recipe: Recipe
     stages: dict[str, PlannedStage] = field(default_factory=dict)
+    redirect: dict[str, str] = field(default_factory=dict)  # upstream name -> the stage read instead (decontaminate)
 
     def add(self, store: RunStore, name: str, kind: str, params: dict[str, Any], inputs: dict[str, str] | None = None,
             runtime: dict[str, Any] | None = None) -> PlannedStage:
-        inputs = inputs or {}
+        inputs = {k: self.redirect.get(v, v) for k, v in (inputs or {}).items()}
         fp = fingerprint(kind, STAGES[kind].VERSION, params, {k: self.stages[v].fingerprint for k, v in inputs.items()})
         stage = PlannedStage(name, kind, params, runtime or {}, inputs, fp, store.stage(kind, fp), self.recipe)
         self.stages[name] = stage
@@ -139,19 +140,17 @@ def build_graph(recipe: Recipe, store: RunStore, require_data: bool = True) -> R
     from harness.stages import train as train_stage
 
     g = RecipeGraph(recipe)
-    data_path = resolve_data_path(recipe, must_exist=require_data)
-    if require_data or data_path.exists():  # a plan may come before the data; a folder or non-UTF-8 file never
-        from harness.stages.data import check_data_file
+    from harness.data.params import data_stage  # per data.source; a plain jsonl recipe keeps its old params
 
-        check_data_file(data_path)
-    d = recipe.data
-    if recipe.train.select_checkpoint is not None and data_path.is_file():
-        _check_selection(recipe, data_path)
-    # Files are fingerprinted by content and located at run time, so a moved checkout or runs folder is still cached.
-    g.add(store, "data", "data", {"sha256": _file_hash(data_path) if data_path.is_file() else None,
-                                  "prompt_field": d.prompt_field,
-                                  "answer_field": d.answer_field, "id_field": d.id_field, "limit": d.limit},
-          runtime={"path": str(data_path)})
+    data_params, data_runtime = data_stage(recipe, require_data)
+    g.add(store, "data", "data", data_params, runtime=data_runtime)
+    from harness.stages import decontaminate as decontaminate_stage
+
+    suites = _eval_suites(recipe)
+    g.add(store, "decontaminate", "decontaminate", decontaminate_stage.stage_params(recipe, suites), {"data": "data"},
+          {"suites": suites})
+    if recipe.data.decontaminate == "drop":  # every later stage that reads the prompts reads them decontaminated
+        g.redirect["data"] = "decontaminate"
     s = recipe.student
     if s.model == "tiny":
         warmup = TINY_WARMUP_DATA
@@ -167,7 +166,6 @@ def build_graph(recipe: Recipe, store: RunStore, require_data: bool = True) -> R
     for work in work_for({spec.source for spec in specs if spec.trains}):  # what the variants train on, declared
         g.add(store, work.name, work.kind, work.params(recipe), work.inputs, work.runtime(recipe))
 
-    suites = _eval_suites(recipe)
     # Fingerprinted without this checkout's paths; the stage reads the located suites from its runtime.
     eval_params = {"suites": [portable_suite(s) for s in suites], "limit": recipe.eval.limit}
     eval_runtime = {"batch_size": recipe.eval.batch_size, "backend": _eval_backend(recipe), "suites": suites}
@@ -256,6 +254,9 @@ def describe_output(manifest: dict[str, Any]) -> str:
         return "model"
     if info.get("failed"):
         return f"{manifest.get('records', 0)} records ({info['failed']} failed)"
+    if "contaminated" in info:
+        return (f"{info['contaminated']} of {info['prompts']} prompts match a benchmark, {info['duplicates']} "
+                f"duplicates" + (f"; {info['dropped']} dropped" if "dropped" in info else ""))
     return f"{manifest.get('records', 0)} records"
 
 
@@ -416,6 +417,7 @@ class Pipeline:
     def _summarize(self, graph: RecipeGraph, results: dict[str, StageResult], until: str | None) -> dict[str, Any]:
         run_dir = self.store.run_dir(graph.recipe.name)
         stages, datasets, sizes, models, result_rows = {}, {}, {}, {}, []
+        decontamination: dict[str, Any] | None = None
         for name, stage in graph.stages.items():
             res = results.get(stage.fingerprint)
             if res is None:
@@ -434,6 +436,8 @@ class Pipeline:
                 models["base"] = res.info["model_path"]
             elif stage.kind == "evaluate":
                 result_rows += stage.dir.read_records()
+            elif stage.kind == "decontaminate":
+                decontamination = {k: v for k, v in res.info.items() if k != "seconds"}
         summary: dict[str, Any] = {"recipe": graph.recipe.name, "run_dir": str(run_dir), "stages": stages,
                                    "datasets": datasets, "dataset_sizes": sizes, "models": models, "results": None,
                                    "cost_usd": round(sum(s["cost_usd"] or 0 for s in stages.values()), 6)}
@@ -447,8 +451,9 @@ class Pipeline:
         from harness.provenance import provenance
 
         atomic_write_json(run_dir / "run.json", relativize_paths(
-            {**summary, "recipe_config": recipe_to_dict(graph.recipe), "until": until,
-             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), "provenance": provenance()}, self.store.root))
+            {**summary, "decontamination": decontamination, "recipe_config": recipe_to_dict(graph.recipe),
+             "until": until, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), "provenance": provenance()},
+            self.store.root))
         return summary
 
 

@@ -31,10 +31,33 @@ class Strict(BaseModel):
 
 
 class DataSpec(Strict):
-    source: Literal["jsonl"] = "jsonl"
-    """Where prompts come from. `jsonl`: a local JSON-lines file."""
+    source: Literal["jsonl", "json", "parquet", "csv", "hf"] = "jsonl"
+    """Where prompts come from. `jsonl`, `json`, `parquet`, `csv`: a local file; `hf`: whatever
+    `datasets.load_dataset(path, name, split=, revision=, data_files=, streaming=)` reads (a hub id, offline from
+    the `datasets` cache when HF_DATASETS_OFFLINE=1; a local dataset folder; or a builder such as `parquet` with
+    `data_files`)."""
     path: str
-    """Path of the data file, relative to the recipe file's folder's project root or absolute."""
+    """Path of the data file (relative to the working folder, the recipe's folder or the project root, or
+    absolute); for `source: hf` the dataset id or folder."""
+    name: str | None = None
+    """`source: hf`: the dataset's config (subset) name, e.g. `WebInstruct-CFT-50K`."""
+    split: str = "train"
+    """`source: hf`: the split to read (e.g. `additional_problems` for nvidia/OpenMathReasoning)."""
+    revision: str | None = None
+    """`source: hf`: a commit, tag or branch of the dataset repository; part of the data stage's fingerprint."""
+    data_files: str | list[str] | dict[str, str | list[str]] | None = None
+    """`source: hf`: files for the builder (local paths are fingerprinted by content)."""
+    streaming: bool = False
+    """`source: hf`: iterate without downloading everything first (then no dataset fingerprint before reading)."""
+    processor: str | None = None
+    """A known dataset's processor (maps a source row to prompt, reference, id; replaces prompt_field and
+    answer_field): webinstruct_sub, webinstruct_filter, webinstruct_cft, openmathreasoning, nemotron_sft_math,
+    metamathqa, openmathinstruct2, numinamath."""
+    shuffle: int | None = None
+    """Shuffle the rows with this seed before `limit` takes the first N (null: keep the source's order)."""
+    filter: dict[str, Any] | None = None
+    """Keep only rows whose source fields equal these values (a list value: one of them), e.g.
+    `{problem_source: [math, gsm8k]}`; applied before the processor."""
     prompt_field: str = "question"
     """Column holding the prompt x."""
     answer_field: str = "answer"
@@ -43,6 +66,31 @@ class DataSpec(Strict):
     """Column with a stable row id; when absent the id is a hash of the row."""
     limit: int | None = Field(default=None, ge=1)
     """Use only the first N rows (after dropping rows without a prompt)."""
+    decontaminate: Literal["report", "drop"] = "report"
+    """Training prompts are checked against the problems of every benchmark in eval.suites (normalized n-gram
+    overlap and exact match) before any request is sent. `report`: count and list the hits (manifest, `cgd plan`,
+    the report); `drop`: also remove them, and exact duplicates after normalization, before the student or the
+    teacher sees them."""
+    decontaminate_ngram: int = Field(default=13, ge=3, le=64)
+    """Length in words of the n-grams the decontamination compares (13, as in the literature); a benchmark problem
+    shorter than this counts as a hit when a prompt contains it whole."""
+
+    @model_validator(mode="after")
+    def _known_processor(self) -> DataSpec:
+        from harness.data.processors import available
+
+        problems = []
+        if self.processor is not None and self.processor not in available():
+            problems.append(("data.processor", f"unknown processor '{self.processor}'; available: "
+                                               f"{', '.join(available())}"))
+        hf_only = [k for k in ("name", "revision", "data_files") if getattr(self, k) is not None]
+        if self.streaming:
+            hf_only.append("streaming")
+        problems += [(f"data.{k}", f"only valid with `source: hf` (source is {self.source})")
+                     for k in hf_only if self.source != "hf"]
+        if problems:
+            raise CrossCheckError(problems)
+        return self
 
 
 class GenerationSpec(Strict):

@@ -121,7 +121,7 @@ def build_table(data: list[dict[str, Any]] | list[RunData], title: str, *, refer
             r.key = f"{r.key}@{r.source}"
 
     ref_rows: list[Row] = []
-    notes: list[str] = left_out_notes(runs) + spend_notes(runs) + grader_notes(runs)
+    notes: list[str] = left_out_notes(runs) + spend_notes(runs) + grader_notes(runs) + decontamination_notes(runs)
     for name in references or []:
         ref_rows += load_reference(name)
     benchmarks = list(dict.fromkeys([c for r in rows for c in r.cells]
@@ -169,6 +169,19 @@ def left_out_notes(runs: list[RunData]) -> list[str]:
         if parts:
             of = f" of {prompts} prompts" if prompts else ""
             notes.append(f"training examples{of} in {run.name}: " + "; ".join(parts))
+    return notes
+
+
+def decontamination_notes(runs: list[RunData]) -> list[str]:
+    """Per run, how many training prompts matched a benchmark of its suites (run.json's `decontamination`)."""
+    from harness.decontam import summary_line
+
+    notes = []
+    for run in runs:
+        found = run.info.get("decontamination")
+        if found and found.get("benchmarks") is not None:
+            done = "; dropped before training" if found.get("mode") == "drop" else ""
+            notes.append(f"decontamination in {run.name}: {summary_line(found)}{done}")
     return notes
 
 

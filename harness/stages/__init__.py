@@ -8,6 +8,7 @@ from harness.stages import (
     answer,
     critique,
     data,
+    decontaminate,
     evaluate,
     export,
     probe,
@@ -18,5 +19,5 @@ from harness.stages import (
     train,
 )
 
-STAGES: dict[str, ModuleType] = {m.KIND: m for m in (data, student, probe, critique, refine, answer, self_critique,
-                                                      self_refine, export, train, evaluate)}
+STAGES: dict[str, ModuleType] = {m.KIND: m for m in (data, decontaminate, student, probe, critique, refine, answer,
+                                                      self_critique, self_refine, export, train, evaluate)}

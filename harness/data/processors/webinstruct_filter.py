@@ -1,0 +1,10 @@
+"""The official CGD code's `webinstruct_filter` (000_WebInstructSub_filter_*.jsonl): a filtered WebInstructSub, read
+with the same processor (strip "Question: ", cut at " Answer:"). Fields as in `webinstruct_sub`."""
+
+from __future__ import annotations
+
+from harness.data.processors.webinstruct_sub import FIELDS, process
+
+NAME = "webinstruct_filter"
+SOURCE = "TIGER-Lab/WebInstructSub (filtered)"
+__all__ = ["FIELDS", "NAME", "SOURCE", "process"]
