@@ -277,11 +277,19 @@ class StageDir:
 def _as_os_error(exc: sqlite3.DatabaseError, path: Path) -> OSError | None:
     """SQLite's 'disk is full' and 'readonly database' as the OSError they are (naming the file), else None."""
     text = str(exc).lower()
-    if "disk is full" in text:
+    if "disk is full" in text or ("disk i/o error" in text and _nearly_full(path)):  # WAL files on a full disk
         return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
     if "readonly" in text or "read-only" in text:
         return OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
     return None
+
+
+def _nearly_full(path: Path, below: int = 1 << 20) -> bool:
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < below
 
 
 def _file_sha256(path: Path) -> str:

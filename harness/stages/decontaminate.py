@@ -25,12 +25,21 @@ WRITES: tuple[str, ...] = ()  # report: hit records of their own; drop: the data
 SHOWN_IDS = 50  # dropped ids listed in the info
 
 
+def benchmark_identity(suite: dict[str, Any]) -> dict[str, Any]:
+    """What decides a suite's benchmark problems: its tasks and their files, its datasets, its EvalPlus sets."""
+    lm = suite.get("lm_eval") or {}
+    tasks = [t["task"] if isinstance(t, dict) else str(t) for t in lm.get("tasks") or []]
+    evalplus = [(d["dataset"], d.get("version")) for d in (suite.get("evalplus") or {}).get("datasets") or []]
+    return {"name": suite["name"], "tasks": tasks, "task_files": (suite.get("pins") or {}).get("task_files"),
+            "datasets": suite.get("datasets") or [], "evalplus": evalplus}
+
+
 def stage_params(recipe: Any, suites: list[dict[str, Any]]) -> dict[str, Any]:
-    """Fingerprinted: the mode, the n-gram length and the suites' hashes; with `drop` (what downstream trains on
-    depends on it) also which local copy of each benchmark was read."""
+    """Fingerprinted: the mode, the n-gram length and which benchmarks the suites read (not how they are prompted
+    or graded); with `drop` (what downstream trains on depends on it) also which local copy of each was read."""
     d = recipe.data
     params: dict[str, Any] = {"mode": d.decontaminate, "ngram": d.decontaminate_ngram,
-                              "suites": [s["hash"] for s in suites]}
+                              "suites": [benchmark_identity(s) for s in suites]}
     if d.decontaminate == "drop":
         params["benchmarks"] = identities(load_benchmarks(suites))
     return params
