@@ -26,7 +26,7 @@ from harness.paths import PROJECT_ROOT
 from harness.recipe import Recipe, recipe_to_dict
 from harness.stages import STAGES
 from harness.stages.base import RunPartial, StageContext, StageFailed, StageInput, StagePartial
-from harness.store import RunStore, StageDir, atomic_write_json, file_lock, fingerprint, relativize_paths
+from harness.store import RunStore, StageDir, atomic_write_json, file_lock, file_sha256, fingerprint, relativize_paths
 from harness.variants import get_variant
 from harness.variants.work import style_params, work_for
 
@@ -86,10 +86,6 @@ def resolve_data_path(recipe: Recipe, must_exist: bool = True) -> Path:
                        f"folder, the recipe's folder and {PROJECT_ROOT})")
 
 
-def _file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 SAMPLE_BYTES = 1 << 20
 
 
@@ -125,7 +121,7 @@ def _model_identity(model: str) -> dict[str, Any]:
 def _sampled_hash(path: Path) -> str:
     size = path.stat().st_size
     if size <= 2 * SAMPLE_BYTES:
-        return _file_hash(path)
+        return file_sha256(path)
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         digest.update(handle.read(SAMPLE_BYTES))
@@ -155,7 +151,7 @@ def build_graph(recipe: Recipe, store: RunStore, require_data: bool = True) -> R
     if s.model == "tiny":
         warmup = TINY_WARMUP_DATA
         student_params = {"model": "tiny", "tiny": (s.tiny or _default_tiny()).model_dump(), "seed": recipe.seed,
-                          "styles": sorted({recipe.critique.style, "generic"}), "train_sha256": _file_hash(warmup)}
+                          "styles": sorted({recipe.critique.style, "generic"}), "train_sha256": file_sha256(warmup)}
         student_runtime = {"train_path": str(warmup)}
     else:
         student_params, student_runtime = _model_identity(s.model), {"model": s.model}

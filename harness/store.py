@@ -245,7 +245,7 @@ class StageDir:
         records file's line count and checksum, so a consumer notices a file deleted, emptied or cut short."""
         write_jsonl(self.records_path, records)
         manifest = {"stage": self.name, "fingerprint": self.fingerprint, "records": len(records),
-                    "records_sha256": _file_sha256(self.records_path),
+                    "records_sha256": file_sha256(self.records_path),
                     "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
         atomic_write_json(self.manifest_path, relativize_paths(manifest, self.root))
         return manifest
@@ -263,7 +263,7 @@ class StageDir:
             return f"{self.records_path} is missing"
         want = manifest.get("records_sha256")
         if want is not None:  # the checksum covers the count too
-            ok = _file_sha256(self.records_path) == want
+            ok = file_sha256(self.records_path) == want
             return None if ok else f"{self.records_path} does not match its manifest (checksum differs)"
         try:  # a manifest from before checksums: the count is all there is to check
             count = len(read_jsonl(self.records_path))
@@ -292,7 +292,7 @@ def _nearly_full(path: Path, below: int = 1 << 20) -> bool:
     return st.f_bavail * st.f_frsize < below
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -29,8 +29,9 @@ def data_stage(recipe: Any, require_data: bool = True) -> tuple[dict[str, Any], 
 
 
 def _local(recipe: Any, require_data: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    from harness.pipeline import _check_selection, _file_hash, resolve_data_path
+    from harness.pipeline import _check_selection, resolve_data_path
     from harness.stages.data import check_data_file
+    from harness.store import file_sha256
 
     d = recipe.data
     data_path = resolve_data_path(recipe, must_exist=require_data)
@@ -42,7 +43,7 @@ def _local(recipe: Any, require_data: bool) -> tuple[dict[str, Any], dict[str, A
         else:
             check_selection(recipe, {"path": str(data_path), "source": d.source})
     # Files are fingerprinted by content and located at run time, so a moved checkout or runs folder is still cached.
-    params: dict[str, Any] = {"sha256": _file_hash(data_path) if data_path.is_file() else None,
+    params: dict[str, Any] = {"sha256": file_sha256(data_path) if data_path.is_file() else None,
                               "prompt_field": d.prompt_field, "answer_field": d.answer_field, "id_field": d.id_field,
                               "limit": d.limit}
     if d.source != "jsonl":
@@ -87,7 +88,8 @@ def _cache_only() -> Iterator[None]:
 
 
 def _hf(recipe: Any, require_data: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    from harness.data.sources import file_sha256, hf_identity
+    from harness.data.sources import hf_identity
+    from harness.store import file_sha256
 
     d = recipe.data
     local = _locate(d.path, recipe)  # a dataset folder in the checkout or beside the recipe, else a hub id

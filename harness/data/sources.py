@@ -10,11 +10,9 @@ object holding one such list, or JSON lines), `parquet`, `csv` (local files), an
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
@@ -29,14 +27,6 @@ class Source:
 
     rows: Rows
     info: dict[str, Any] = field(default_factory=dict)  # content hash, revision, dataset fingerprint: the manifest
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _jsonl(p: dict[str, Any]) -> Source:
