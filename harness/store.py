@@ -201,12 +201,31 @@ class Journal:
                 os.fsync(handle.fileno())
 
     def _truncate_torn_tail(self) -> None:
-        if not self.path.exists():
+        """Cut a torn last line (a kill mid-write) before appending. Only the file's end is read: a journal that
+        ends in a newline, as every complete append leaves it, costs one byte to check at any size."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size == 0:
             return
         with self.path.open("rb+") as handle:
-            content = handle.read()
-            if content and not content.endswith(b"\n"):
-                handle.truncate(content.rfind(b"\n") + 1)
+            handle.seek(size - 1)
+            if handle.read(1) == b"\n":
+                return
+            end = size
+            while end > 0:  # the torn line can be long: scan back block by block for the last newline
+                start = max(0, end - TAIL_BLOCK)
+                handle.seek(start)
+                cut = handle.read(end - start).rfind(b"\n")
+                if cut >= 0:
+                    handle.truncate(start + cut + 1)
+                    return
+                end = start
+            handle.truncate(0)
+
+
+TAIL_BLOCK = 1 << 16
 
 
 class StageDir:

@@ -77,6 +77,22 @@ def test_stage_dir_manifest_is_the_commit_point(tmp_path):
     assert stage.manifest()["records"] == 1
 
 
+def test_a_torn_line_longer_than_the_tail_block_is_cut_back_to_the_last_newline(tmp_path, monkeypatch):
+    import harness.store as store
+
+    monkeypatch.setattr(store, "TAIL_BLOCK", 16)  # the scan back crosses several blocks
+    journal = Journal(tmp_path / "j.jsonl")
+    journal.append([{"id": "a", "text": "x" * 40}])
+    with journal.path.open("a") as handle:
+        handle.write('{"id": "torn", "text": "' + "y" * 100)
+    journal.append([{"id": "b"}])
+    assert [r["id"] for r in journal.read()] == ["a", "b"]
+    only_torn = Journal(tmp_path / "k.jsonl")
+    only_torn.path.write_text('{"id": "torn", "te')  # nothing complete before the tear
+    only_torn.append([{"id": "c"}])
+    assert only_torn.path.read_text() == '{"id": "c"}\n'
+
+
 def test_a_damaged_journal_line_before_the_end_is_a_located_error(tmp_path):
     journal = Journal(tmp_path / "j.jsonl")
     journal.append([{"id": "a"}, {"id": "b"}])
