@@ -1,7 +1,9 @@
 """Prompt styles: one YAML file per style in prompts/, looked up by name.
 
 A style holds the teacher prompts (critique, refine, answer) and the student's training inputs (train.*). Styles
-may `extends:` another style; keys missing here come from the parent.
+may `extends:` another style; keys missing here come from the parent. Styles are looked up in the working folder's
+prompts/ first, then in the shipped prompts/ (harness.paths.prompt_dirs), so a user's style of a shipped name
+replaces it and a user's style may extend a shipped one. A stage fingerprints a style's content, never its path.
 """
 
 from __future__ import annotations
@@ -14,25 +16,37 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from harness.dicts import deep_merge
-from harness.paths import PROMPTS_DIR
+from harness.paths import prompt_dirs
 from harness.registry import UnknownName
 
 Message = dict[str, str]
 
 
-def available_styles(folder: Path = PROMPTS_DIR) -> list[str]:
-    return sorted(p.stem for p in folder.glob("*.yaml"))
+def _folders(folder: Path | tuple[Path, ...] | None) -> tuple[Path, ...]:
+    if folder is None:
+        return tuple(prompt_dirs())
+    return (folder,) if isinstance(folder, Path) else tuple(folder)
 
 
-def _read_style(name: str, folder: Path, seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    path = folder / f"{name}.yaml"
-    if not path.is_file():
-        raise UnknownName(f"unknown prompt style '{name}'; available: {', '.join(available_styles(folder))}")
+def available_styles(folder: Path | tuple[Path, ...] | None = None) -> list[str]:
+    """Style names in `folder` (default: the working folder's prompts/ and the shipped ones)."""
+    return sorted({p.stem for f in _folders(folder) for p in f.glob("*.yaml")})
+
+
+def style_path(name: str, folder: Path | tuple[Path, ...] | None = None) -> Path | None:
+    """The file of a style: the first folder holding NAME.yaml (working folder first), or None."""
+    return next((f / f"{name}.yaml" for f in _folders(folder) if (f / f"{name}.yaml").is_file()), None)
+
+
+def _read_style(name: str, folders: tuple[Path, ...], seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    path = style_path(name, folders)
+    if path is None:
+        raise UnknownName(f"unknown prompt style '{name}'; available: {', '.join(available_styles(folders))}")
     if name in seen:
         raise ValueError(f"prompt style '{name}' extends itself (via {' -> '.join(seen)})")
     data = YAML(typ="safe").load(path.read_text()) or {}
     parent = data.pop("extends", None)
-    return deep_merge(_read_style(parent, folder, (*seen, name)), data) if parent else data
+    return deep_merge(_read_style(parent, folders, (*seen, name)), data) if parent else data
 
 
 def _messages(template: dict[str, Any], fields: dict[str, str]) -> list[Message]:
@@ -89,6 +103,11 @@ class PromptStyle:
         return texts
 
 
+def load_style(name: str, folder: Path | tuple[Path, ...] | None = None) -> PromptStyle:
+    """The style NAME from `folder` (default: ./prompts, then the shipped prompts/)."""
+    return _load_style(name, _folders(folder))
+
+
 @functools.cache
-def load_style(name: str, folder: Path = PROMPTS_DIR) -> PromptStyle:
-    return PromptStyle(name=name, spec=_read_style(name, folder))
+def _load_style(name: str, folders: tuple[Path, ...]) -> PromptStyle:
+    return PromptStyle(name=name, spec=_read_style(name, folders))

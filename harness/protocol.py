@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.paths import PROJECT_ROOT, RECIPES_DIR
+from harness.paths import CHECKOUT, RECIPES_DIR
 
-DOC = PROJECT_ROOT / "docs" / "protocol.md"
+DOC = (CHECKOUT or Path.cwd()) / "docs" / "protocol.md"  # an installed wheel has no docs/: `--write` writes here
 MISSING = "(no such setting)"
 
 

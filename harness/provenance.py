@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-HARNESS_ROOT = Path(__file__).resolve().parent.parent
+HARNESS_ROOT = Path(__file__).resolve().parent.parent  # site-packages in a wheel: no .git, so no commit recorded
 PACKAGES = ("torch", "transformers", "tokenizers", "accelerate", "datasets", "safetensors", "axolotl", "lm_eval",
             "evalplus", "vllm", "deepspeed", "peft", "numpy")
 """Distributions whose version is recorded (None when not installed)."""

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.paths import PROJECT_ROOT
+from harness.paths import CHECKOUT, resolve_recipe
 
 
 def _q(parts: list[str]) -> str:
@@ -23,13 +23,15 @@ def _q(parts: list[str]) -> str:
 
 def render_sbatch(recipe: Any, *, recipe_path: Path, jobs: list[tuple[str, int]], runs_dir: Path,
                   overrides: list[str] | None = None, python: str | None = None,
-                  project_root: Path = PROJECT_ROOT) -> str:
+                  project_root: Path | None = None) -> str:
     """The script text. `jobs`: the (variant, seed) models to train, in order; paths are made absolute (the
-    cluster's nodes are assumed to share the file system)."""
+    cluster's nodes are assumed to share the file system). The script starts in `project_root`: by default the
+    checkout the harness runs from, else (an installed wheel) the working folder, where relative paths were written."""
+    project_root = project_root or CHECKOUT or Path.cwd()
     launcher = recipe.train.launcher
     nodes, gpus = launcher.num_machines, launcher.num_processes
     cgd = [python or sys.executable, "-m", "harness.cli"]
-    common = [str(Path(recipe_path).resolve()), "--runs-dir", str(Path(runs_dir).resolve())]
+    common = [str(resolve_recipe(recipe_path, announce=False).resolve()), "--runs-dir", str(Path(runs_dir).resolve())]
     for text in overrides or []:
         common += ["--set", text]
     name = recipe.name.split("__")[0]

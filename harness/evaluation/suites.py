@@ -23,7 +23,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from harness.errors import HarnessError
-from harness.paths import EVAL_SUITES_DIR, PROJECT_ROOT
+from harness.paths import EVAL_SUITES_DIR
 from harness.registry import UnknownName
 from harness.store import fingerprint
 
@@ -35,7 +35,7 @@ SAMPLES_KEYS = {"n", "k", "temperature", "top_p"}
 EVALPLUS_KEYS = {"greedy", "n_samples", "max_new_tokens", "min_time_limit", "gt_time_limit_factor", "datasets"}
 EVALPLUS_DATASET_KEYS = {"dataset", "version", "benchmark", "rows"}
 DATASET_KEYS = {"path", "config", "splits", "rows", "revision", "gated"}
-GRADER = PROJECT_ROOT / "harness" / "grading.py"
+GRADER = Path(__file__).resolve().parents[1] / "grading.py"  # the package's own grader (checkout or wheel)
 
 
 def available_suites(folder: Path = EVAL_SUITES_DIR) -> list[str]:

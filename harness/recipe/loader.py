@@ -29,6 +29,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from harness.dicts import deep_merge
 from harness.errors import Problem, RecipeError
+from harness.paths import missing_recipe_message, resolve_recipe, shipped_recipe
 from harness.recipe.schema import CrossCheckError, Recipe
 from harness.recipe.yaml_gate import check_events, check_text, read_recipe_text, yaml_error
 
@@ -119,6 +120,8 @@ def _layers(path: Path, display: str, seen: tuple[Path, ...] = ()) -> list[Sourc
     if not parent:
         return [src]
     parent_path = (path.parent / str(parent)).resolve()
+    if not parent_path.is_file() and (shipped := shipped_recipe(str(parent))) is not None:
+        parent_path = shipped.resolve()  # a working-folder recipe may extend a shipped one by name
     if parent_path in seen or parent_path == path.resolve():
         line, col = src.positions[("extends",)][2:]
         raise RecipeError([Problem(display, line, col, f"extends: '{parent}' extends itself in a cycle")])
@@ -376,7 +379,9 @@ def load_recipes(path: Path | str, overrides: list[str] | None = None) -> list[R
     """One Recipe, or one per matrix member. Raises RecipeError listing every problem found."""
     from harness.recipe.semantics import semantic_problems
 
-    path = Path(path)
+    path = resolve_recipe(path)  # the working folder's file, else the shipped recipe of that name
+    if not path.exists():
+        raise RecipeError([Problem(str(path), 1, 1, missing_recipe_message(path))])
     layers = _layers(path, str(path))
     merged: dict[str, Any] = {}
     for layer in layers:

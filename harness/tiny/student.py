@@ -180,8 +180,10 @@ def build_env(base: dict[str, str] | None = None, machine: str | None = None) ->
     env = dict(os.environ if base is None else base)
     env.update(BUILD_ENV)
     env.update(cpu_numerics_env(machine))
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    from harness.paths import CHECKOUT
+
+    if CHECKOUT is not None:  # the child imports this checkout's harness; an installed package is importable already
+        env["PYTHONPATH"] = os.pathsep.join([str(CHECKOUT), *filter(None, [env.get("PYTHONPATH")])])
     return env
 
 
