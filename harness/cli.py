@@ -1,4 +1,4 @@
-"""The `cgd` command: validate, plan, run, status, inspect, report, leaderboard.
+"""The `cgd` command: validate, plan, run, status, inspect, report, leaderboard, publish.
 
 Exit codes: 0 done, 1 a stage failed (its log tail is shown), 2 bad input. Tracebacks are for bugs only.
 """
@@ -208,6 +208,7 @@ def run(recipe: Path, until: Annotated[str | None, typer.Option(help="Stop after
     finally:
         store.close()
     matrix = write_run_reports(summaries, recipes, store.root, console)
+    pipe.tracking.finish(summaries, matrix)  # W&B / MLflow (tracking:): evaluation rows, final table; closes runs
     if as_json:
         print(json.dumps(_json_out(summaries, matrix), indent=2))
 
@@ -395,6 +396,25 @@ def leaderboard(runs_dir: RunsDir = None,
         _console().print(f"wrote {escape(str(output))} ({len(board.entries)} rows)")
     else:
         sys.stdout.write(text)
+
+
+@app.command()
+def publish(run_dir: Annotated[Path, typer.Argument(help="A run folder (RUNS_DIR/<recipe>).")],
+            to: Annotated[str | None, typer.Option("--to", help="ORG/NAME; default: your Hub user / the run's "
+                                                                "name.")] = None,
+            private: Annotated[bool, typer.Option("--private", help="Create the repositories private.")] = False,
+            only: Annotated[str | None, typer.Option("--only", help="datasets or models.")] = None,
+            dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go where; send "
+                                                                    "nothing.")] = False) -> None:
+    """Push the run's datasets (ORG/NAME-<variant>-data) and models (ORG/NAME-<variant>) with their cards to the
+    Hugging Face Hub; the token comes from HF_TOKEN or HUGGING_FACE_HUB_TOKEN only."""
+    from harness.publish import PublishError
+    from harness.publish import publish as publish_run
+
+    try:
+        publish_run(run_dir, to, private=private, only=only, dry_run=dry_run)
+    except PublishError as exc:
+        _fail(f"error: {exc}", exc.code)
 
 
 # `cgd eval` and `cgd data seed|export` live in harness/evaluation/cli.py.

@@ -31,7 +31,7 @@ from harness.variants import get_variant
 from harness.variants.work import style_params, work_for
 
 KINDS = ("data", "decontaminate", "student", "probe", "critique", "refine", "answer", "self_critique", "self_refine",
-         "export", "train", "evaluate", "report")
+         "export", "train", "evaluate", "analysis", "report")
 TEACHER_KINDS = ("critique", "refine", "answer")
 STUDENT_KINDS = ("probe", "self_critique", "self_refine")  # stages that send to the student's back-end
 # The tiny student warms up on its own split, so its drafts on the training prompts are not memorized answers.
@@ -183,6 +183,10 @@ def build_graph(recipe: Recipe, store: RunStore, require_data: bool = True) -> R
             g.add(store, f"evaluate:{variant}:{seed}", "evaluate",
                   {**eval_params, "variant": variant, "seed": seed, "label": f"{variant} (seed {seed})"},
                   {"model": train_name}, eval_runtime)
+    if recipe.analysis:  # one cached stage per analysis (harness/analysis/), after the rest
+        from harness.analysis import add_stages as add_analysis_stages
+
+        add_analysis_stages(g, store, recipe)
     problems = graph_problems(g)
     if problems:
         from harness.recipe.loader import locate
@@ -284,6 +288,9 @@ class Pipeline:
         self.graphs = [build_graph(r, store, require_data) for r in recipes]
         self._outputs: dict[str, StageInput] = {}  # by fingerprint
         self._checked: set[str] = set()  # done stages whose records were checked against their manifest this run
+        from harness.tracking import session_for  # W&B / MLflow: reads what stages produced, no fingerprint
+
+        self.tracking = session_for(self.graphs, store.root, console)
 
     def unique_stages(self, until: str | None = None, targets: set[str] | None = None) -> list[PlannedStage]:
         """Stages up to kind `until`; with `targets` (stage names), only those and what they need."""
@@ -312,6 +319,7 @@ class Pipeline:
                 results[stage.fingerprint] = StageResult(stage.name, stage.kind, "blocked", str(stage.dir.path), 0,
                                                          0.0, {})
                 self.console.print(f"[yellow]∙[/yellow] {stage.name:<22} blocked  (an upstream stage is partial)")
+                self.tracking.stage(stage, results[stage.fingerprint])
                 continue
             try:
                 results[stage.fingerprint] = self._run_stage(stage, results)
@@ -319,6 +327,7 @@ class Pipeline:
                 held.add(stage.fingerprint)
                 partial.append(exc)
                 results[stage.fingerprint] = self._record_partial(stage, exc)
+            self.tracking.stage(stage, results[stage.fingerprint])  # every stage, cached ones too
         summaries = []
         for graph in self.graphs:
             summaries.append(self._summarize(graph, results, until))
@@ -437,6 +446,10 @@ class Pipeline:
         summary: dict[str, Any] = {"recipe": graph.recipe.name, "run_dir": str(run_dir), "stages": stages,
                                    "datasets": datasets, "dataset_sizes": sizes, "models": models, "results": None,
                                    "cost_usd": round(sum(s["cost_usd"] or 0 for s in stages.values()), 6)}
+        if graph.recipe.analysis:  # run.json `analysis`: name -> {tables, numbers, notes}
+            from harness.analysis import results_of as analysis_results
+
+            summary["analysis"] = analysis_results(stages, graph)
         run_dir.mkdir(parents=True, exist_ok=True)
         if result_rows:
             from harness.store import write_jsonl

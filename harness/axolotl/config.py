@@ -206,9 +206,15 @@ def apply_format(cfg: dict[str, Any], train: TrainSpec) -> None:
             dataset["train_on_eot"] = "turn"
 
 
+TRACKING_KEYS = frozenset({"use_wandb", "wandb_project", "wandb_entity", "wandb_name", "wandb_mode", "wandb_run_id",
+                           "use_mlflow", "mlflow_tracking_uri", "mlflow_experiment_name", "mlflow_run_name"})
+"""Where a training logs its curves (harness/tracking/axolotl.py): not part of the config's hash, so turning
+tracking on does not count as a different training (no re-train, no lost resume)."""
+
+
 def config_hash(cfg: dict) -> str:
-    """sha256 hex of the canonical (key-sorted JSON) form of a config."""
-    return fingerprint(cfg)
+    """sha256 hex of the canonical (key-sorted JSON) form of a config, without its TRACKING_KEYS."""
+    return fingerprint({k: v for k, v in cfg.items() if k not in TRACKING_KEYS})
 
 
 def write_config(cfg: dict, path: Path) -> str:

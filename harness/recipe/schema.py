@@ -16,6 +16,22 @@ from harness.variants import variant_names
 Specificity = Literal["specific", "irrelevant", "generic", "none"]
 
 
+def _check_analysis(entry: str | dict[str, Any]) -> str | dict[str, Any]:
+    from harness.analysis import check_entry  # the analysis registry imports this module (Strict)
+
+    return check_entry(entry)
+
+
+class AnalysisEntry:
+    """One `analysis:` entry: a registered analysis's name, or {name: ..., <its settings>} (validated as such)."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_after_validator_function(_check_analysis, handler(str | dict[str, Any]))
+
+
 class CrossCheckError(ValueError):
     """Problems that involve several fields, each as (dotted path, message), so the loader can locate each one."""
 
@@ -466,6 +482,42 @@ class EvalSpec(Strict):
     suites' hash only when set."""
 
 
+class WandbTrackingSpec(Strict):
+    """Weights & Biases: one run per recipe (a matrix member's run is named after it, grouped by the base name)."""
+
+    project: str
+    """W&B project the runs go to."""
+    entity: str | None = None
+    """W&B team or user; default: the logged-in user's default entity."""
+    mode: Literal["online", "offline", "disabled"] | None = None
+    """`online`, `offline` (written under WANDB_DIR, `wandb sync` later) or `disabled`; default: WANDB_MODE if
+    set, else `online`. The API key comes only from the environment (WANDB_API_KEY or `wandb login`)."""
+
+
+class MlflowTrackingSpec(Strict):
+    """MLflow: one run per recipe in one experiment; a matrix's members are children of a run named after the
+    base name."""
+
+    tracking_uri: str | None = None
+    """Where runs are stored: a server URL, `file:/path/mlruns` or a database URI; default: MLFLOW_TRACKING_URI
+    if set, else `file:RUNS_DIR/mlruns`."""
+    experiment: str | None = None
+    """Experiment name; default: the recipe's (base) name."""
+
+
+class TrackingSpec(Strict):
+    """Experiment tracking (optional extra `tracking`). Never part of a stage's fingerprint: turning it on or off
+    re-runs nothing, and every stage of a run is logged, cached ones too."""
+
+    wandb: WandbTrackingSpec | None = None
+    """Log to Weights & Biases."""
+    mlflow: MlflowTrackingSpec | None = None
+    """Log to MLflow."""
+    training_curves: bool = True
+    """Also have Axolotl log each training's loss curve to the same trackers (its own integration), as a run
+    named `<recipe>/train:<variant>:<seed>`."""
+
+
 PRICE_KEYS = frozenset({"input", "output", "cached_input", "cache_write", "batch_discount"})
 
 
@@ -567,6 +619,16 @@ class Recipe(Strict):
     """The recipe's teacher budget in dollars: every teacher stage (critique, refine, answer) together, counting
     what earlier runs already spent in them. A stage stops cleanly (partial, finished work kept) when its spend
     would pass what is left; `teacher.budget_usd` can still cap each stage on its own."""
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    """W&B / MLflow tracking of every stage's counts, cost and failures, the training curves, every evaluation
+    row and the final table; not part of any fingerprint."""
+
+    analysis: list[AnalysisEntry] = Field(default_factory=list)
+    """Analyses to run as cached stages after evaluate (harness/analysis/, one module per analysis): each entry a
+    name (`format`) or a name with settings (`{name: verdicts, grader: paper}`). Built-ins: format (answer form and
+    critique language of the evaluated models' generations, drift vs base), leakage (critiques that state the
+    reference answer), verdicts (the teacher's verdicts against the grader), uncertainty (the student's NLL and
+    entropy of the refined answer). Their tables are in the reports' Analysis section and run.json."""
 
     _source_path: str | None = PrivateAttr(default=None)
     _locator: Any = PrivateAttr(default=None)  # where each value came from (harness.recipe.loader.locator_of)
@@ -609,6 +671,10 @@ class Recipe(Strict):
             missing = sorted({"input", "output"} - set(self.teacher.price))
             if missing:
                 problems.append(("teacher.price", f"needs {' and '.join(missing)} (USD per million tokens)"))
+        if self.analysis:
+            from harness.analysis import duplicate_problems
+
+            problems += duplicate_problems(self.analysis)
         if problems:
             raise CrossCheckError(problems)
         return self

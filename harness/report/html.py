@@ -12,6 +12,7 @@ from harness.report import svg
 from harness.report.render import (
     LEGEND,
     best_baseline_names,
+    fmt_analysis_value,
     fmt_delta,
     fmt_value,
     group_legend,
@@ -88,6 +89,15 @@ def selection_chart(table: ComparisonTable) -> str:
                           x_label="step", y_label="score")
 
 
+def analysis_html(table: ComparisonTable) -> list[dict[str, Any]]:
+    """The Analysis section's tables (recipe `analysis:`), their cells as text."""
+    return [{"title": a.title, "notes": a.notes,
+             "tables": [{"title": t.title, "columns": t.columns,
+                         "rows": [[{"text": fmt_analysis_value(v), "num": isinstance(v, int | float)} for v in row]
+                                  for row in t.rows]} for t in a.tables]}
+            for a in table.analysis]
+
+
 def to_html(table: ComparisonTable) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -126,4 +136,5 @@ def to_html(table: ComparisonTable) -> str:
         title=table.title, legend=LEGEND, group_legend=group_legend(table), varied=table.varied,
         index_headers=index_headers(table), groups=table.groups, columns=cols, rows=rows, sections=sections,
         charts=charts,
-        pairs=pairs, pairs_caption=pairs_caption(table) if pairs else "", notes=table.notes, sources=sources)
+        pairs=pairs, pairs_caption=pairs_caption(table) if pairs else "", notes=table.notes, sources=sources,
+        analysis=analysis_html(table))

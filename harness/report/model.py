@@ -83,6 +83,42 @@ class LossCurve:
 
 
 @dataclass
+class AnalysisTable:
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+@dataclass
+class AnalysisSection:
+    """One analysis's result in one run (run.json `analysis`: name -> {tables, numbers, notes})."""
+
+    name: str
+    run: str  # the run it came from ("" in a one-run report)
+    tables: list[AnalysisTable] = field(default_factory=list)
+    numbers: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return f"{self.name} ({self.run})" if self.run else self.name
+
+
+def analysis_sections(runs: list[RunData]) -> list[AnalysisSection]:
+    """The analyses the runs' run.json files hold, run by run, in the order the recipe listed them."""
+    sections = []
+    for run in runs:
+        for name, res in (run.info.get("analysis") or {}).items():
+            if not isinstance(res, dict):
+                continue
+            tables = [AnalysisTable(str(t.get("title", "")), list(t.get("columns", [])), list(t.get("rows", [])))
+                      for t in res.get("tables") or [] if isinstance(t, dict)]
+            sections.append(AnalysisSection(name, run.name if len(runs) > 1 else "", tables,
+                                            dict(res.get("numbers") or {}), list(res.get("notes") or [])))
+    return sections
+
+
+@dataclass
 class RunData:
     """One run's result rows and what identifies it among the runs of a report."""
 
@@ -105,6 +141,7 @@ class ComparisonTable:
     selection: list[LossCurve] = field(default_factory=list)  # held-out score by checkpoint step, per train stage
     bootstrap: dict[str, Any] = field(default_factory=dict)  # resamples, seed, confidence
     versus: list[str] = field(default_factory=list)  # extra delta sections: non-baseline rows against a variant
+    analysis: list[AnalysisSection] = field(default_factory=list)  # the runs' analyses (recipe `analysis:`)
 
     @property
     def columns(self) -> list[Column]:

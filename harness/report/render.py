@@ -11,7 +11,7 @@ from rich.console import Group as RichGroup
 from rich.markup import escape
 from rich.table import Table
 
-from harness.report.table import Cell, Column, ComparisonTable, Row, leaf_names, setting_text
+from harness.report.table import AnalysisSection, Cell, Column, ComparisonTable, Row, leaf_names, setting_text
 
 LEGEND = "Scores x100, mean over seeds (± standard deviation over seeds when there are several)."
 
@@ -112,7 +112,32 @@ def to_markdown(table: ComparisonTable) -> str:
         lines += ["", "Notes:", *(f"- {n}" for n in table.notes)]
     if any(c.published for r in table.rows for c in r.cells.values()):
         lines += ["", "† published average (the row lacks the benchmarks to compute it)."]
+    lines += analysis_markdown(table.analysis)
     return "\n".join(lines) + "\n"
+
+
+def fmt_analysis_value(value: Any) -> str:
+    """An analysis table cell: numbers as they are (shares are percentages already), missing as —."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def analysis_markdown(sections: list[AnalysisSection]) -> list[str]:
+    """The Analysis section: one sub-section per analysis (and run), a table per analysis table, its notes."""
+    if not sections:
+        return []
+    lines = ["", "## Analysis", ""]
+    for sec in sections:
+        lines += [f"### {sec.title}", ""]
+        for t in sec.tables:
+            lines += [f"**{t.title}**", "", _md_row(t.columns), "|" + "---|" * len(t.columns)]
+            lines += [_md_row([fmt_analysis_value(v).replace("|", "\\|") for v in row]) for row in t.rows]
+            lines.append("")
+        lines += [f"- {n}" for n in sec.notes] + ([""] if sec.notes else [])
+    return lines[:-1] if lines[-1] == "" else lines
 
 
 def pairs_caption(table: ComparisonTable) -> str:
@@ -169,6 +194,16 @@ def to_rich(table: ComparisonTable) -> RichGroup:
         parts.append(pairs)
     if table.notes:
         parts.append(escape("\n".join(f"note: {n}" for n in table.notes)))
+    for sec in table.analysis:
+        for t in sec.tables:
+            extra = Table(title=escape(f"Analysis {sec.title}: {t.title}"))
+            for col in t.columns:
+                extra.add_column(escape(str(col)))
+            for row in t.rows:
+                extra.add_row(*(escape(fmt_analysis_value(v)) for v in row))
+            parts.append(extra)
+        if sec.notes:
+            parts.append(escape("\n".join(f"note ({sec.name}): {n}" for n in sec.notes)))
     return RichGroup(*parts)
 
 
@@ -210,6 +245,8 @@ def table_dict(table: ComparisonTable) -> dict[str, Any]:
         "loss_curves": [{"label": c.label, "path": c.path, "points": c.points} for c in table.curves],
         "checkpoint_selection": [{"label": c.label, "path": c.path, "points": c.points} for c in table.selection],
         "notes": table.notes,
+        "analysis": [{"name": a.name, "run": a.run, "tables": [vars(t) for t in a.tables], "numbers": a.numbers,
+                      "notes": a.notes} for a in table.analysis],
     }
 
 

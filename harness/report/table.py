@@ -20,6 +20,8 @@ from harness.report.bootstrap import paired_table
 from harness.report.groups import GROUPS, OTHER, OVERALL, average_id, display_name, group_in, order_key
 from harness.report.model import (  # noqa: F401  (re-exported: the table's public names)
     VARIANT_ORDER,
+    AnalysisSection,
+    AnalysisTable,
     Cell,
     Column,
     ComparisonTable,
@@ -30,6 +32,7 @@ from harness.report.model import (  # noqa: F401  (re-exported: the table's publ
     RunData,
     _leaf,
     _show,
+    analysis_sections,
     find_row,
     leaf_names,
     setting_text,
@@ -148,6 +151,7 @@ def build_table(data: list[dict[str, Any]] | list[RunData], title: str, *, refer
         table.pairs, missing = paired_table(table, pairs if pairs is not None else default_pairs(table),
                                             resamples=bootstrap, seed=bootstrap_seed, confidence=confidence)
         table.notes += missing
+    table.analysis = analysis_sections(runs)  # run.json `analysis` (recipe `analysis:`), shown as they are
     return table
 
 

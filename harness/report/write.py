@@ -1,5 +1,6 @@
-"""What `cgd run` writes when it finishes: each run's report.md and report.html, and for a matrix recipe the
-pivot of its members in RUNS_DIR/<base name>/ (matrix.json, report.md, report.html)."""
+"""What `cgd run` writes when it finishes: each run's named datasets and models with their cards (harness/cards),
+its report.md and report.html, and for a matrix recipe the pivot of its members in RUNS_DIR/<base name>/
+(matrix.json, report.md, report.html)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,23 @@ def write_table(table: ComparisonTable, folder: Path) -> tuple[Path, Path]:
     return md, html
 
 
+def write_run_artifacts(summary: dict[str, Any], recipe: Any, runs_root: Path, console: Console) -> None:
+    """The run's named dataset and model folders with their cards (harness/cards); their folders are added to the
+    summary under `artifacts` (so `cgd run --json` shows them). A failure here is shown, never fatal: the stage
+    outputs are complete without it."""
+    from harness.cards.artifacts import write_artifacts
+
+    try:
+        found = write_artifacts(summary, recipe, runs_root)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        console.print(f"[yellow]artifacts not written[/yellow]: {escape(str(exc))}")
+        return
+    summary["artifacts"] = found
+    if found["datasets"] or found["models"]:
+        console.print(f"datasets and models with their cards: {escape(str(Path(summary['run_dir'])))}"
+                      "/{datasets,models}/")
+
+
 def write_run_reports(summaries: list[dict[str, Any]], recipes: list[Any], runs_root: Path,
                       console: Console) -> dict[str, Any] | None:
     """Write every run's report (printing the table of a single run), then a matrix's pivot (printed). Returns the
@@ -30,6 +48,9 @@ def write_run_reports(summaries: list[dict[str, Any]], recipes: list[Any], runs_
     from harness.recipe import recipe_to_dict
 
     single = len(summaries) == 1
+    by_name = {r.name: r for r in recipes}
+    for summary in summaries:
+        write_run_artifacts(summary, by_name.get(summary["recipe"]), runs_root, console)
     for summary in summaries:
         if not summary["results"]:
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from harness.stages import (
+    analysis,
     answer,
     critique,
     data,
@@ -20,4 +21,5 @@ from harness.stages import (
 )
 
 STAGES: dict[str, ModuleType] = {m.KIND: m for m in (data, decontaminate, student, probe, critique, refine, answer,
-                                                      self_critique, self_refine, export, train, evaluate)}
+                                                      self_critique, self_refine, export, train, evaluate,
+                                                      analysis)}

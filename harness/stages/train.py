@@ -225,6 +225,10 @@ def prepare(ctx: StageContext, inputs: dict[str, StageInput], *, gpus: int,
         raise RecipeError(locate(recipe, [(("train",), str(exc))])) from None
     if not on_gpu and cpu_omissions(train):
         ctx.log(f"no GPU here: {' and '.join(cpu_omissions(train))} left out (GPU only)")
+    from harness.tracking.axolotl import axolotl_keys  # training curves; outside the fingerprint and config hash
+
+    for key, value in axolotl_keys(recipe, ctx.name, ctx.store.root).items():
+        cfg.setdefault(key, value)  # a train.axolotl key the user set wins
     check_before_launch(recipe, cfg, gpus=gpus, launch=launch)
     config_path = ctx.path / "axolotl.yaml"
     return cfg, config_path, write_config(cfg, config_path), facts
@@ -243,7 +247,10 @@ def _launch(ctx: StageContext, config_path: Path, launch: Any, log_name: str = "
     ctx.log(f"axolotl train {escape(str(config_path))} (launcher {launch.kind}, {launch.world_size} process(es))")
     with TrainProgress(ctx.console, ctx.name, world_size=launch.world_size) as progress:
         try:
-            return run_axolotl_train(config_path, log_path=ctx.path / log_name, launcher=launch, env=_env(),
+            from harness.tracking.axolotl import training_env
+
+            return run_axolotl_train(config_path, log_path=ctx.path / log_name, launcher=launch,
+                                     env={**_env(), **training_env(ctx.recipe, ctx.store.root)},
                                      on_progress=progress.update)
         except TrainFailed as exc:
             raise StageFailed(ctx.name, f"{exc} (likely cause: {exc.likely_cause})", exc.log_tail) from None

@@ -9,6 +9,7 @@ from harness.data.processors import text
 
 NAME = "metamathqa"
 SOURCE = "meta-math/MetaMathQA"
+LICENSE = "mit"  # the source dataset's licence (its Hub card), shown in dataset cards
 FIELDS = ("query", "response")
 
 

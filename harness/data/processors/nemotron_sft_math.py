@@ -14,6 +14,7 @@ from harness.data.processors import text
 
 NAME = "nemotron_sft_math"
 SOURCE = "nvidia/Llama-Nemotron-Post-Training-Dataset (SFT math)"
+LICENSE = "cc-by-4.0"  # the source dataset's licence (its Hub card), shown in dataset cards
 FIELDS = ("input", "messages", "conversations", "output")
 
 

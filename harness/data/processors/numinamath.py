@@ -9,6 +9,7 @@ from harness.data.processors import text
 
 NAME = "numinamath"
 SOURCE = "AI-MO/NuminaMath-CoT"
+LICENSE = "apache-2.0"  # the source dataset's licence (its Hub card), shown in dataset cards
 FIELDS = ("problem", "solution", "answer")
 
 

@@ -9,6 +9,7 @@ from harness.data.processors import text
 
 NAME = "openmathinstruct2"
 SOURCE = "nvidia/OpenMathInstruct-2"
+LICENSE = "cc-by-4.0"  # the source dataset's licence (its Hub card), shown in dataset cards
 FIELDS = ("problem", "expected_answer", "generated_solution")
 
 

@@ -12,6 +12,7 @@ from harness.data.processors import text
 
 NAME = "openmathreasoning"
 SOURCE = "nvidia/OpenMathReasoning"
+LICENSE = "cc-by-4.0"  # the source dataset's licence (its Hub card), shown in dataset cards
 FIELDS = ("problem", "expected_answer")
 
 

@@ -12,6 +12,7 @@ from harness.data.processors import text
 
 NAME = "webinstruct_cft"
 SOURCE = "TIGER-Lab/WebInstruct-CFT"
+LICENSE = "apache-2.0"  # the source dataset's licence (its Hub card), shown in dataset cards
 FIELDS = ("instruction", "input", "output")
 
 _SPLIT = re.compile(r"^\s*Question:\s*(.*?)\n\s*Solution:\s*(.*)$", re.DOTALL)

@@ -7,4 +7,5 @@ from harness.data.processors.webinstruct_sub import FIELDS, process
 
 NAME = "webinstruct_filter"
 SOURCE = "TIGER-Lab/WebInstructSub (filtered)"
+LICENSE = "apache-2.0"  # the source dataset's licence (its Hub card), shown in dataset cards
 __all__ = ["FIELDS", "NAME", "SOURCE", "process"]

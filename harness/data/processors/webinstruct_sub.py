@@ -14,6 +14,7 @@ from harness.data.processors import text
 
 NAME = "webinstruct_sub"
 SOURCE = "TIGER-Lab/WebInstructSub"
+LICENSE = "apache-2.0"  # the source dataset's licence (its Hub card), shown in dataset cards
 FIELDS = ("question", "answer", "index", "conversations")
 
 
